@@ -1,0 +1,74 @@
+"""PyTorch (transformers) CLIP ViT-B/32 fp32 throughput baseline; prints one JSON object on stdout for the Rust bench."""
+# Usage: HF_HUB_OFFLINE=1 /tmp/clip-ref/bin/python benches/torch_clip_bench.py [--threads N] [--seconds S]
+# (venv: tests/fixtures/setup_oracle.sh). Random weights: throughput does not depend on the values.
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all cores)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="target timed seconds per row (default 4)")
+    ap.add_argument("--image-batches", default="1,8,32", help="comma separated image batch sizes")
+    ap.add_argument("--text-batches", default="8", help="comma separated text batch sizes")
+    args = ap.parse_args()
+
+    import torch
+    import transformers
+    from transformers import CLIPConfig, CLIPModel
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        vision_config=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                           patch_size=32, image_size=224, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                           projection_dim=512),
+        text_config=dict(hidden_size=512, num_hidden_layers=12, num_attention_heads=8, intermediate_size=2048,
+                         vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                         projection_dim=512, bos_token_id=49406, eos_token_id=49407),
+        projection_dim=512,
+    )
+    model = CLIPModel(cfg).float().eval()
+
+    def timed(fn, seconds):
+        """Warm-up, then repeat fn until `seconds` have passed (at least 3 runs); returns seconds per call."""
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        one = time.perf_counter() - t0
+        reps = max(3, int(round(seconds / max(one, 1e-6))))
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t0) / reps
+
+    image_per_s, text_per_s = {}, {}
+    with torch.inference_mode():
+        for b in [int(x) for x in args.image_batches.split(",") if x]:
+            px = torch.randn(b, 3, 224, 224)
+            dt = timed(lambda: model.get_image_features(pixel_values=px), args.seconds)
+            image_per_s[str(b)] = round(b / dt, 3)
+            print(f"image batch {b}: {b / dt:.2f} images/s", file=sys.stderr)
+        for b in [int(x) for x in args.text_batches.split(",") if x]:
+            # 77-token prompts: SOT, 75 random ordinary tokens, EOT (no padding: full-length attention)
+            ids = torch.randint(1, 49406, (b, 77))
+            ids[:, 0], ids[:, -1] = 49406, 49407
+            dt = timed(lambda: model.get_text_features(input_ids=ids), args.seconds)
+            text_per_s[str(b)] = round(b / dt, 3)
+            print(f"text batch {b}: {b / dt:.2f} texts/s", file=sys.stderr)
+
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "image_per_s": image_per_s, "text_per_s": text_per_s}))
+
+
+if __name__ == "__main__":
+    main()

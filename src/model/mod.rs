@@ -1,0 +1,15 @@
+//! CLIP in Burn: config, the two towers over a shared transformer block, and weight loading.
+
+pub mod clip;
+pub mod config;
+pub mod load;
+pub mod text;
+pub mod transformer;
+pub mod vision;
+
+pub use clip::{Clip, l2_normalize};
+pub use config::{Activation, ClipConfig, Preset, TextConfig, VisionConfig};
+#[cfg(not(target_arch = "wasm32"))]
+pub use load::load_clip;
+pub use load::{convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes};
+pub use text::TokenBatch;
