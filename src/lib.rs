@@ -1,5 +1,8 @@
 //! advclip: OpenAI CLIP in Burn, zero-shot classification and retrieval, and the AdvCLIP adversarial patch.
 
+pub mod attack;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod dataset;
 pub mod embed;
 pub mod error;
 pub mod model;
@@ -13,7 +16,10 @@ pub use error::{Error, Result};
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;

@@ -10,8 +10,14 @@ use crate::tokenizer::Tokenizer;
 pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
 
 /// A small prompt ensemble in the spirit of the CLIP paper's ImageNet prompts.
-pub const ENSEMBLE_TEMPLATES: [&str; 6] =
-    ["a photo of a {}.", "a bad photo of a {}.", "a photo of the large {}.", "a photo of the small {}.", "a close-up photo of a {}.", "a rendering of a {}."];
+pub const ENSEMBLE_TEMPLATES: [&str; 6] = [
+    "a photo of a {}.",
+    "a bad photo of a {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+    "a close-up photo of a {}.",
+    "a rendering of a {}.",
+];
 
 /// Longest label we accept, in characters (the context of 77 tokens is the real limit; this guards the tokenizer).
 pub const MAX_LABEL_CHARS: usize = 300;
@@ -25,14 +31,23 @@ pub fn parse_labels(list: &str) -> Result<Vec<String>> {
 
 pub fn check_labels(labels: &[String]) -> Result<()> {
     if labels.is_empty() || labels.iter().all(|l| l.is_empty()) {
-        return Err(Error::invalid("no labels given: pass at least one, e.g. --labels \"cat,dog\""));
+        return Err(Error::invalid(
+            "no labels given: pass at least one, e.g. --labels \"cat,dog\"",
+        ));
     }
     for (i, label) in labels.iter().enumerate() {
         if label.trim().is_empty() {
-            return Err(Error::invalid(format!("label {} is empty (check for doubled or trailing commas)", i + 1)));
+            return Err(Error::invalid(format!(
+                "label {} is empty (check for doubled or trailing commas)",
+                i + 1
+            )));
         }
         if label.chars().count() > MAX_LABEL_CHARS {
-            return Err(Error::invalid(format!("label {} is {} characters long; at most {MAX_LABEL_CHARS}", i + 1, label.chars().count())));
+            return Err(Error::invalid(format!(
+                "label {} is {} characters long; at most {MAX_LABEL_CHARS}",
+                i + 1,
+                label.chars().count()
+            )));
         }
         if labels[..i].contains(label) {
             return Err(Error::invalid(format!("label \"{label}\" is given twice")));
@@ -45,8 +60,12 @@ pub fn check_labels(labels: &[String]) -> Result<()> {
 pub fn check_template(template: &str) -> Result<()> {
     match template.matches("{}").count() {
         1 => Ok(()),
-        0 => Err(Error::invalid(format!("template \"{template}\" has no {{}} where the label goes, e.g. \"a photo of a {{}}.\""))),
-        n => Err(Error::invalid(format!("template \"{template}\" has {n} {{}}; use exactly one"))),
+        0 => Err(Error::invalid(format!(
+            "template \"{template}\" has no {{}} where the label goes, e.g. \"a photo of a {{}}.\""
+        ))),
+        n => Err(Error::invalid(format!(
+            "template \"{template}\" has {n} {{}}; use exactly one"
+        ))),
     }
 }
 
@@ -61,7 +80,12 @@ pub struct ZeroShotClassifier {
 }
 
 impl ZeroShotClassifier {
-    pub fn new(model: &Clip, tokenizer: &Tokenizer, labels: &[String], templates: &[String]) -> Result<Self> {
+    pub fn new(
+        model: &Clip,
+        tokenizer: &Tokenizer,
+        labels: &[String],
+        templates: &[String],
+    ) -> Result<Self> {
         check_labels(labels)?;
         if templates.is_empty() {
             return Err(Error::invalid("no prompt template given"));
@@ -86,8 +110,16 @@ impl ZeroShotClassifier {
         let tokens = TokenBatch::new(&sequences, text.context_length, text.vocab_size)?;
         let per_prompt = model.encode_text(&tokens); // [templates * labels, dim], template-major
         let dim = per_prompt.dims()[1];
-        let mean = per_prompt.reshape([templates.len(), labels.len(), dim]).mean_dim(0).reshape([labels.len(), dim]);
-        Ok(Self { labels: labels.to_vec(), templates: templates.to_vec(), label_embeddings: l2_normalize(mean), logit_scale: model.logit_scale })
+        let mean = per_prompt
+            .reshape([templates.len(), labels.len(), dim])
+            .mean_dim(0)
+            .reshape([labels.len(), dim]);
+        Ok(Self {
+            labels: labels.to_vec(),
+            templates: templates.to_vec(),
+            label_embeddings: l2_normalize(mean),
+            logit_scale: model.logit_scale,
+        })
     }
 
     pub fn labels(&self) -> &[String] {
@@ -105,7 +137,9 @@ impl ZeroShotClassifier {
 
     /// `exp(logit_scale) * cosine`, [images, labels], from normalised image embeddings.
     pub fn logits(&self, image_embeddings: Tensor<2>) -> Tensor<2> {
-        image_embeddings.matmul(self.label_embeddings.clone().transpose()).mul_scalar(self.logit_scale.exp())
+        image_embeddings
+            .matmul(self.label_embeddings.clone().transpose())
+            .mul_scalar(self.logit_scale.exp())
     }
 
     /// Class probabilities, [images, labels].
@@ -128,14 +162,20 @@ pub fn predictions(labels: &[String], probs: &[f32]) -> Vec<Prediction> {
         .chunks(labels.len().max(1))
         .map(|row| {
             let top_index = argmax(row);
-            Prediction { top: labels[top_index].clone(), top_index, probs: labels.iter().cloned().zip(row.iter().copied()).collect() }
+            Prediction {
+                top: labels[top_index].clone(),
+                top_index,
+                probs: labels.iter().cloned().zip(row.iter().copied()).collect(),
+            }
         })
         .collect()
 }
 
 /// Index of the largest value (the first on ties, like PyTorch).
 pub fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
 }
 
 /// Indices of `scores` from best to worst (stable on ties): a retrieval ranking.
@@ -156,7 +196,10 @@ mod tests {
 
     #[test]
     fn labels_and_templates_are_checked() {
-        assert_eq!(parse_labels(" cat, dog ,red square").unwrap(), ["cat", "dog", "red square"]);
+        assert_eq!(
+            parse_labels(" cat, dog ,red square").unwrap(),
+            ["cat", "dog", "red square"]
+        );
         for bad in ["", " , ", "cat,,dog", "cat,dog,", "cat,cat"] {
             assert!(parse_labels(bad).is_err(), "{bad:?}");
         }

@@ -4,18 +4,27 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use advclip::attack::defence::Defence;
+use advclip::attack::patch_file::load_patch;
+use advclip::attack::train::{AttackMode, TrainOptions, checkpoint_path, train_patch};
+use advclip::dataset::Dataset;
 use advclip::model::{Clip, load_clip};
 use advclip::tokenizer::{CONTEXT_LENGTH, Tokenizer};
 use advclip::zeroshot::{self, DEFAULT_TEMPLATE, ENSEMBLE_TEMPLATES, ZeroShotClassifier};
 use advclip::{embed, preprocess};
 use anyhow::{Context, Result, bail};
+use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(name = "advclip", version, about = "OpenAI CLIP in Burn, and the AdvCLIP adversarial patch")]
+#[command(
+    name = "advclip",
+    version,
+    about = "OpenAI CLIP in Burn, and the AdvCLIP adversarial patch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,6 +38,14 @@ enum DeviceFlag {
     Wgpu,
     /// NVIDIA CUDA (needs the `cuda` feature)
     Cuda,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeFlag {
+    /// AdvCLIP's universal untargeted patch (generator + discriminator, embedding and topology losses)
+    Advclip,
+    /// A patch optimised directly toward --target
+    Targeted,
 }
 
 #[derive(clap::Args)]
@@ -88,6 +105,76 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train an adversarial patch (AdvCLIP universal, or targeted) and write PATCH.png + PATCH.json
+    Train {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Dataset: a folder of class folders, a .jsonl/.csv of path,caption, or CIFAR-10 .bin files
+        #[arg(long, value_name = "DIR|FILE")]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "advclip")]
+        mode: ModeFlag,
+        /// The label to push images toward (targeted mode)
+        #[arg(long)]
+        target: Option<String>,
+        /// Zero-shot labels, comma-separated (default: the dataset's class folder names)
+        #[arg(long)]
+        labels: Option<String>,
+        #[arg(long, default_value = DEFAULT_TEMPLATE)]
+        template: String,
+        /// Training steps (default: one epoch's worth of batches)
+        #[arg(long, conflicts_with = "epochs")]
+        steps: Option<usize>,
+        /// Epochs over the dataset
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Share of the image the patch covers
+        #[arg(long, default_value_t = advclip::attack::DEFAULT_AREA_FRACTION)]
+        area: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write a checkpoint (PATCH.ckpt) every N steps
+        #[arg(long, default_value_t = 50)]
+        checkpoint_every: usize,
+        /// The patch PNG to write (its .json sidecar and .ckpt checkpoint go beside it)
+        #[arg(long, value_name = "PATCH.png")]
+        out: PathBuf,
+        /// Continue from PATCH.ckpt exactly where the last run stopped
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Measure a patch on a dataset: clean/patched accuracy, fooling rate, targeted success, retrieval; after defences
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, value_name = "DIR|FILE")]
+        data: PathBuf,
+        /// Zero-shot labels, comma-separated (default: the dataset's class folder names)
+        #[arg(long)]
+        labels: Option<String>,
+        #[arg(long, default_value = DEFAULT_TEMPLATE)]
+        template: String,
+        #[arg(long, value_name = "PATCH.png")]
+        patch: PathBuf,
+        /// jpeg:QUALITY, resize:FACTOR, blur:SIGMA or crop:FRACTION; repeat for several
+        #[arg(long = "defence", value_name = "SPEC")]
+        defences: Vec<String>,
+        /// Evaluate only the first N images
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print one JSON object (or, with defences, one per condition under "defences")
+        #[arg(long)]
+        json: bool,
+    },
+    /// Paste a patch onto images where its sidecar says, and write them to a folder
+    Apply {
+        #[arg(long, value_name = "PATCH.png")]
+        patch: PathBuf,
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Copy a CLIP checkpoint with its float tensors stored as f16 (half the size; loads as f32)
     Convert {
         /// A Hugging Face CLIP folder or a lone .safetensors file
@@ -111,26 +198,119 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Embed { model, images, texts, json } => embed_command(&model, &images, &texts, json),
-        Command::Classify { model, labels, template, ensemble, images, json } => {
+        Command::Embed {
+            model,
+            images,
+            texts,
+            json,
+        } => embed_command(&model, &images, &texts, json),
+        Command::Classify {
+            model,
+            labels,
+            template,
+            ensemble,
+            images,
+            json,
+        } => {
             let labels = zeroshot::parse_labels(&labels)?;
-            let templates: Vec<String> = if ensemble { ENSEMBLE_TEMPLATES.iter().map(|t| t.to_string()).collect() } else { vec![template] };
-            templates.iter().try_for_each(|t| zeroshot::check_template(t))?;
+            let templates: Vec<String> = if ensemble {
+                ENSEMBLE_TEMPLATES.iter().map(|t| t.to_string()).collect()
+            } else {
+                vec![template]
+            };
+            templates
+                .iter()
+                .try_for_each(|t| zeroshot::check_template(t))?;
             classify_command(&model, &labels, &templates, &images, json)
         }
         Command::Tokenize { texts, json } => {
             let tokenizer = Tokenizer::new();
-            let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode_for_context(t, CONTEXT_LENGTH)).collect();
+            let ids: Vec<Vec<u32>> = texts
+                .iter()
+                .map(|t| tokenizer.encode_for_context(t, CONTEXT_LENGTH))
+                .collect();
             if json {
                 println!("{}", serde_json::to_string(&ids)?);
             } else {
                 for row in ids {
-                    println!("{}", row.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+                    println!(
+                        "{}",
+                        row.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+                    );
                 }
             }
             Ok(())
         }
         Command::Convert { weights, out } => convert_command(&weights, &out),
+        Command::Train {
+            model,
+            data,
+            mode,
+            target,
+            labels,
+            template,
+            steps,
+            epochs,
+            area,
+            seed,
+            checkpoint_every,
+            out,
+            resume,
+        } => {
+            zeroshot::check_template(&template)?;
+            let dataset = Dataset::open(&data)?;
+            let labels = resolve_labels(labels.as_deref(), &dataset)?;
+            let mode = match (mode, target) {
+                (ModeFlag::Advclip, None) => AttackMode::AdvClip,
+                (ModeFlag::Advclip, Some(_)) => bail!("--target is for --mode targeted"),
+                (ModeFlag::Targeted, None) => bail!("--mode targeted needs --target LABEL"),
+                (ModeFlag::Targeted, Some(t)) => {
+                    let target = labels.iter().position(|l| *l == t).with_context(|| {
+                        format!(
+                            "--target \"{t}\" is not one of the labels: {}",
+                            labels.join(", ")
+                        )
+                    })?;
+                    AttackMode::Targeted { target }
+                }
+            };
+            let per_epoch = (dataset.len() / model.batch.max(1)).max(1);
+            let steps = steps.unwrap_or(per_epoch * epochs.unwrap_or(1));
+            let options = TrainOptions {
+                mode,
+                labels,
+                template,
+                steps,
+                batch_size: model.batch,
+                area_fraction: area,
+                seed,
+                checkpoint_every,
+                out,
+            };
+            train_command(&model, &dataset, &options, resume)
+        }
+        Command::Eval {
+            model,
+            data,
+            labels,
+            template,
+            patch,
+            defences,
+            limit,
+            json,
+        } => {
+            zeroshot::check_template(&template)?;
+            let defences: Vec<Defence> = defences
+                .iter()
+                .map(|d| Defence::parse(d))
+                .collect::<advclip::Result<_>>()?;
+            let dataset = Dataset::open(&data)?;
+            let labels = resolve_labels(labels.as_deref(), &dataset)?;
+            eval_command(
+                &model, &dataset, &labels, &template, &patch, &defences, limit, json,
+            )
+        }
+        Command::Apply { patch, images, out } => apply_command(&patch, &images, &out),
     }
 }
 
@@ -143,7 +323,9 @@ fn device(flag: DeviceFlag) -> Result<Device> {
         #[cfg(feature = "cuda")]
         DeviceFlag::Cuda => Ok(Device::cuda(0)),
         #[allow(unreachable_patterns)]
-        _ => bail!("this advclip was built without that device; rebuild with `--features wgpu` or `--features cuda` (cpu needs `flex`)"),
+        _ => bail!(
+            "this advclip was built without that device; rebuild with `--features wgpu` or `--features cuda` (cpu needs `flex`)"
+        ),
     }
 }
 
@@ -155,7 +337,10 @@ fn spinner(message: &str) -> ProgressBar {
 
 fn progress_bar(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
-    bar.set_style(ProgressStyle::with_template(&format!("{{bar:30}} {{pos}}/{{len}} {what} {{elapsed}}")).expect("a valid template"));
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{bar:30}} {{pos}}/{{len}} {what} {{elapsed}}"))
+            .expect("a valid template"),
+    );
     bar
 }
 
@@ -174,38 +359,72 @@ fn read_images(paths: &[PathBuf]) -> Result<Vec<image::RgbImage>> {
 
 fn read_image(path: &Path) -> Result<image::RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(preprocess::decode_image(&bytes, &path.display().to_string())?)
+    Ok(preprocess::decode_image(
+        &bytes,
+        &path.display().to_string(),
+    )?)
 }
 
 fn to_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [_, cols] = t.dims();
-    let data = t.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))?;
+    let data = t
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))?;
     Ok(data.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
 }
 
-fn embed_images(model: &Clip, images: &[image::RgbImage], batch: usize, device: &Device) -> Result<Tensor<2>> {
+fn embed_images(
+    model: &Clip,
+    images: &[image::RgbImage],
+    batch: usize,
+    device: &Device,
+) -> Result<Tensor<2>> {
     let bar = progress_bar(images.len(), "images");
     let embeddings = embed::embed_images(model, images, batch, device, |n| bar.inc(n as u64));
     bar.finish_and_clear();
     Ok(embeddings?)
 }
 
-fn embed_command(args: &ModelArgs, image_paths: &[PathBuf], texts: &[String], json: bool) -> Result<()> {
+fn embed_command(
+    args: &ModelArgs,
+    image_paths: &[PathBuf],
+    texts: &[String],
+    json: bool,
+) -> Result<()> {
     if image_paths.is_empty() && texts.is_empty() {
         bail!("nothing to embed: give --image PATH and/or --text STR");
     }
     let images = read_images(image_paths)?;
     let (model, device) = load_model(args)?;
     let tokenizer = Tokenizer::new();
-    let image_rows = if images.is_empty() { vec![] } else { to_rows(embed_images(&model, &images, args.batch, &device)?)? };
-    let text_rows = if texts.is_empty() { vec![] } else { to_rows(embed::embed_texts(&model, &tokenizer, texts)?)? };
+    let image_rows = if images.is_empty() {
+        vec![]
+    } else {
+        to_rows(embed_images(&model, &images, args.batch, &device)?)?
+    };
+    let text_rows = if texts.is_empty() {
+        vec![]
+    } else {
+        to_rows(embed::embed_texts(&model, &tokenizer, texts)?)?
+    };
     let context = model.config().text.context_length;
     if json {
-        let images: Vec<Value> = image_paths.iter().zip(&image_rows).map(|(p, e)| json!({"path": p.display().to_string(), "embedding": e})).collect();
+        let images: Vec<Value> = image_paths
+            .iter()
+            .zip(&image_rows)
+            .map(|(p, e)| json!({"path": p.display().to_string(), "embedding": e}))
+            .collect();
         let texts: Vec<Value> = texts.iter().zip(&text_rows).map(|(t, e)| json!({"text": t, "ids": tokenizer.encode_for_context(t, context), "embedding": e})).collect();
         println!("{}", json!({"images": images, "texts": texts}));
     } else {
-        let head = |e: &[f32]| e.iter().take(4).map(|v| format!("{v:+.4}")).collect::<Vec<_>>().join(" ");
+        let head = |e: &[f32]| {
+            e.iter()
+                .take(4)
+                .map(|v| format!("{v:+.4}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         for (p, e) in image_paths.iter().zip(&image_rows) {
             println!("image {}  dim {}  [{} ...]", p.display(), e.len(), head(e));
         }
@@ -216,7 +435,13 @@ fn embed_command(args: &ModelArgs, image_paths: &[PathBuf], texts: &[String], js
     Ok(())
 }
 
-fn classify_command(args: &ModelArgs, labels: &[String], templates: &[String], paths: &[PathBuf], json: bool) -> Result<()> {
+fn classify_command(
+    args: &ModelArgs,
+    labels: &[String],
+    templates: &[String],
+    paths: &[PathBuf],
+    json: bool,
+) -> Result<()> {
     let images = read_images(paths)?;
     let (model, device) = load_model(args)?;
     let tokenizer = Tokenizer::new();
@@ -229,34 +454,265 @@ fn classify_command(args: &ModelArgs, labels: &[String], templates: &[String], p
             .iter()
             .zip(&predictions)
             .map(|(p, pred)| {
-                let probs: serde_json::Map<String, Value> = pred.probs.iter().map(|(l, v)| (l.clone(), json!(v))).collect();
+                let probs: serde_json::Map<String, Value> = pred
+                    .probs
+                    .iter()
+                    .map(|(l, v)| (l.clone(), json!(v)))
+                    .collect();
                 json!({"path": p.display().to_string(), "top": pred.top, "probs": probs})
             })
             .collect();
         println!("{}", Value::Array(rows));
     } else {
-        let width = paths.iter().map(|p| p.display().to_string().len()).max().unwrap_or(5).max(5);
+        let width = paths
+            .iter()
+            .map(|p| p.display().to_string().len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         println!("{:width$}  {:24}  prob", "image", "top label");
         for (p, pred) in paths.iter().zip(&predictions) {
-            println!("{:width$}  {:24}  {:.3}", p.display().to_string(), pred.top, pred.probs[pred.top_index].1);
+            println!(
+                "{:width$}  {:24}  {:.3}",
+                p.display().to_string(),
+                pred.top,
+                pred.probs[pred.top_index].1
+            );
         }
     }
     Ok(())
 }
 
 fn convert_command(weights: &Path, out: &Path) -> Result<()> {
-    let (file, config) = if weights.is_dir() { (weights.join("model.safetensors"), Some(weights.join("config.json"))) } else { (weights.to_path_buf(), None) };
+    let (file, config) = if weights.is_dir() {
+        (
+            weights.join("model.safetensors"),
+            Some(weights.join("config.json")),
+        )
+    } else {
+        (weights.to_path_buf(), None)
+    };
     let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
     let name = file.display().to_string();
     let header = advclip::model::inspect_weights(&bytes, &name)?;
     let config_json = match config.filter(|c| c.exists()) {
-        Some(c) => std::fs::read_to_string(&c).with_context(|| format!("{}: cannot read", c.display()))?,
+        Some(c) => {
+            std::fs::read_to_string(&c).with_context(|| format!("{}: cannot read", c.display()))?
+        }
         None => advclip::model::load::config_for(&header, None, &name)?.to_hf_json(),
     };
     let converted = advclip::model::convert_to_f16(&bytes, &name)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     advclip::write_atomically(&out.join("config.json"), config_json.as_bytes())?;
     advclip::write_atomically(&out.join("model.safetensors"), &converted)?;
-    eprintln!("wrote {} ({} -> {} bytes)", out.display(), bytes.len(), converted.len());
+    eprintln!(
+        "wrote {} ({} -> {} bytes)",
+        out.display(),
+        bytes.len(),
+        converted.len()
+    );
+    Ok(())
+}
+
+/// The labels given, or the dataset's class names; they must cover the dataset's classes when both exist.
+fn resolve_labels(given: Option<&str>, dataset: &Dataset) -> Result<Vec<String>> {
+    let labels = match given {
+        Some(list) => zeroshot::parse_labels(list)?,
+        None if !dataset.class_names.is_empty() => dataset.class_names.clone(),
+        None => return Ok(vec![]),
+    };
+    if let Some(missing) = dataset.class_names.iter().find(|c| !labels.contains(c)) {
+        bail!(
+            "the dataset has a class folder \"{missing}\" that is not among the labels ({}); labels must name every class",
+            labels.join(", ")
+        );
+    }
+    Ok(labels)
+}
+
+fn train_command(
+    args: &ModelArgs,
+    dataset: &Dataset,
+    options: &TrainOptions,
+    resume: bool,
+) -> Result<()> {
+    let device = device(args.device)?.autodiff();
+    let bar = spinner(&format!("loading {}", args.weights.display()));
+    let model = load_clip(&args.weights, &device);
+    bar.finish_and_clear();
+    // CLIP is frozen: no gradient is ever kept for its parameters.
+    let model = model?.no_grad();
+    if resume && !checkpoint_path(&options.out).exists() {
+        eprintln!(
+            "no checkpoint at {}: starting from step 0",
+            checkpoint_path(&options.out).display()
+        );
+    }
+    let bar = progress_bar(options.steps, "steps");
+    let rate_name = if matches!(options.mode, AttackMode::AdvClip) {
+        "fooled"
+    } else {
+        "on target"
+    };
+    let sidecar = train_patch(
+        &model,
+        &model.id(),
+        dataset,
+        options,
+        resume,
+        &device,
+        |p| {
+            bar.set_position(p.step as u64);
+            let losses: Vec<String> = p
+                .losses
+                .iter()
+                .map(|(n, v)| format!("{n} {v:.4}"))
+                .collect();
+            let rate = p
+                .batch_rate
+                .map(|r| format!("  {rate_name} {:.0}%", r * 100.0))
+                .unwrap_or_default();
+            bar.set_message(format!("{}{rate}", losses.join("  ")));
+        },
+        |w| bar.suspend(|| eprintln!("warning: {w}")),
+    );
+    bar.finish_and_clear();
+    let sidecar = sidecar?;
+    eprintln!(
+        "wrote {} and its sidecar after {} steps ({})",
+        options.out.display(),
+        sidecar.steps,
+        sidecar.metrics
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_command(
+    args: &ModelArgs,
+    dataset: &Dataset,
+    labels: &[String],
+    template: &str,
+    patch_path: &Path,
+    defences: &[Defence],
+    limit: Option<usize>,
+    json: bool,
+) -> Result<()> {
+    let (patch, sidecar) = load_patch(patch_path)?;
+    if labels.is_empty() {
+        bail!("no labels: pass --labels, or use a dataset with class folders");
+    }
+    let target = match &sidecar.target {
+        Some(t) => Some(labels.iter().position(|l| l == t).with_context(|| {
+            format!("the patch targets \"{t}\", which is not among the labels")
+        })?),
+        None => None,
+    };
+    let (model, device) = load_model(args)?;
+    if sidecar.model != model.id() {
+        eprintln!(
+            "note: the patch was trained on {}, evaluating on {}",
+            sidecar.model,
+            model.id()
+        );
+    }
+    let n = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+    let bar = progress_bar(n, "images");
+    let options = advclip::attack::evaluate::EvalOptions {
+        labels,
+        template,
+        target,
+        defences,
+        batch_size: args.batch,
+        limit,
+    };
+    let result = advclip::attack::evaluate::evaluate_patch(
+        &model,
+        dataset,
+        &patch,
+        &sidecar.placement,
+        &options,
+        &device,
+        |k| bar.inc(k as u64),
+    );
+    bar.finish_and_clear();
+    let (reports, skipped) = result?;
+    if skipped > 0 {
+        eprintln!("warning: skipped {skipped} unreadable images");
+    }
+    let context = json!({"model": model.id(), "patch": patch_path.display().to_string(), "mode": sidecar.mode,
+        "area_fraction": sidecar.placement.area_fraction(), "placement": sidecar.placement, "images": reports[0].zero_shot.images, "skipped_images": skipped});
+    if json {
+        let mut out = serde_json::to_value(&reports[0])?;
+        out.as_object_mut().expect("an object").remove("defence");
+        out["context"] = context;
+        if reports.len() > 1 {
+            out["defences"] = serde_json::to_value(&reports[1..])?;
+        }
+        println!("{out}");
+    } else {
+        println!(
+            "model {}  patch {} ({}, {:.2} % of the image at row {}, col {})",
+            model.id(),
+            patch_path.display(),
+            sidecar.mode,
+            100.0 * sidecar.placement.area_fraction(),
+            sidecar.placement.top,
+            sidecar.placement.left
+        );
+        println!(
+            "{:12} {:>7} {:>7} {:>7} {:>7}",
+            "condition", "clean", "patched", "fooled", "target"
+        );
+        for r in &reports {
+            let z = &r.zero_shot;
+            let t = z
+                .targeted_success_rate
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{:12} {:>7.3} {:>7.3} {:>7.3} {:>7}",
+                r.defence.clone().unwrap_or_else(|| "none".into()),
+                z.clean_accuracy,
+                z.patched_accuracy,
+                z.fooling_rate,
+                t
+            );
+            if let Some(ret) = &r.retrieval {
+                println!(
+                    "{:12} image->text R@1 {:.3} -> {:.3}  text->image R@1 {:.3} -> {:.3}",
+                    "",
+                    ret.image_to_text_clean.recall_at_1,
+                    ret.image_to_text_patched.recall_at_1,
+                    ret.text_to_image_clean.recall_at_1,
+                    ret.text_to_image_patched.recall_at_1
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_command(patch_path: &Path, images: &[PathBuf], out: &Path) -> Result<()> {
+    let (patch, sidecar) = load_patch(patch_path)?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    for path in images {
+        let img = read_image(path)?;
+        let patched = advclip::attack::placement::paste_on_image(&img, &patch, &sidecar.placement);
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let dest = out.join(format!("{name}.png"));
+        let mut bytes = Vec::new();
+        patched
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .with_context(|| format!("{}: encoding", dest.display()))?;
+        advclip::write_atomically(&dest, &bytes)?;
+        println!("{}", dest.display());
+    }
     Ok(())
 }

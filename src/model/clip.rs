@@ -20,12 +20,19 @@ pub struct Clip {
     pub logit_scale: f32,
     #[module(skip)]
     config: ClipConfig,
+    /// Hash of the weight file the model was loaded from (0 for fresh weights); tells checkpoints and patches apart.
+    #[module(skip)]
+    pub fingerprint: u64,
 }
 
 impl Clip {
     /// A model with freshly initialised weights (Burn initialises lazily, so loading right after is cheap).
     pub fn new(config: &ClipConfig, device: &Device) -> Self {
-        let projection = |width: usize| LinearConfig::new(width, config.projection_dim).with_bias(false).init(device);
+        let projection = |width: usize| {
+            LinearConfig::new(width, config.projection_dim)
+                .with_bias(false)
+                .init(device)
+        };
         Self {
             vision_model: VisionTransformer::new(&config.vision, config.activation, device),
             text_model: TextTransformer::new(&config.text, config.activation, device),
@@ -33,6 +40,7 @@ impl Clip {
             text_projection: projection(config.text.hidden_size),
             logit_scale: 2.6592,
             config: config.clone(),
+            fingerprint: 0,
         }
     }
 
@@ -40,14 +48,27 @@ impl Clip {
         &self.config
     }
 
+    /// A short name for this exact model: its architecture and weight fingerprint, e.g. "ViT-B/32 224px 1a2b3c4d5e6f7a8b".
+    pub fn id(&self) -> String {
+        let v = &self.config.vision;
+        let arch = super::config::Preset::ALL
+            .iter()
+            .find(|p| p.config() == self.config)
+            .map(|p| p.name().to_string())
+            .unwrap_or_else(|| format!("ViT-{}w{}l/{}", v.hidden_size, v.num_layers, v.patch_size));
+        format!("{arch} {}px {:016x}", v.image_size, self.fingerprint)
+    }
+
     /// Projected image features, not normalised: [batch, projection_dim].
     pub fn image_features(&self, pixels: Tensor<4>) -> Tensor<2> {
-        self.visual_projection.forward(self.vision_model.forward(pixels))
+        self.visual_projection
+            .forward(self.vision_model.forward(pixels))
     }
 
     /// Projected text features, not normalised: [batch, projection_dim].
     pub fn text_features(&self, tokens: &TokenBatch) -> Tensor<2> {
-        self.text_projection.forward(self.text_model.forward(tokens))
+        self.text_projection
+            .forward(self.text_model.forward(tokens))
     }
 
     /// L2-normalised image embeddings of CLIP-normalised pixels [batch, 3, size, size].
@@ -62,7 +83,9 @@ impl Clip {
 
     /// `exp(logit_scale) * cosine`, [images, texts], from normalised embeddings.
     pub fn logits(&self, image_embeds: Tensor<2>, text_embeds: Tensor<2>) -> Tensor<2> {
-        image_embeds.matmul(text_embeds.transpose()).mul_scalar(self.logit_scale.exp())
+        image_embeds
+            .matmul(text_embeds.transpose())
+            .mul_scalar(self.logit_scale.exp())
     }
 }
 

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::store::{FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{
+    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
 use burn::tensor::{DType, Device};
 use safetensors::{Dtype, SafeTensors};
 
@@ -21,7 +23,9 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
     if path.is_dir() {
         let weights = path.join("model.safetensors");
         if !weights.exists() {
-            let pickle = ["pytorch_model.bin", "model.pt", "model.pth"].iter().any(|f| path.join(f).exists());
+            let pickle = ["pytorch_model.bin", "model.pt", "model.pth"]
+                .iter()
+                .any(|f| path.join(f).exists());
             let why = if pickle {
                 "has no model.safetensors, only a PyTorch pickle checkpoint; pickles are not loaded (they can run code): convert it to safetensors or download model.safetensors"
             } else {
@@ -31,26 +35,45 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
         }
         let config_path = path.join("config.json");
         let config_json = match config_path.exists() {
-            true => Some(std::fs::read_to_string(&config_path).map_err(|e| Error::io(config_path.display(), e))?),
+            true => Some(
+                std::fs::read_to_string(&config_path)
+                    .map_err(|e| Error::io(config_path.display(), e))?,
+            ),
             false => None,
         };
         let bytes = read_weights_file(&weights)?;
-        return load_clip_from_bytes(bytes, config_json.as_deref(), &weights.display().to_string(), device);
+        return load_clip_from_bytes(
+            bytes,
+            config_json.as_deref(),
+            &weights.display().to_string(),
+            device,
+        );
     }
     if !path.exists() {
         return Err(Error::weights(shown, "no such file or folder"));
     }
     let bytes = read_weights_file(path)?;
     // A `config.json` beside a lone file is the folder layout under another file name: use it.
-    let config_json = path.parent().map(|p| p.join("config.json")).filter(|p| p.exists()).and_then(|p| std::fs::read_to_string(p).ok());
+    let config_json = path
+        .parent()
+        .map(|p| p.join("config.json"))
+        .filter(|p| p.exists())
+        .and_then(|p| std::fs::read_to_string(p).ok());
     load_clip_from_bytes(bytes, config_json.as_deref(), &shown.to_string(), device)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path.display(), e))?
+        .len();
     if len > MAX_WEIGHTS_BYTES {
-        return Err(Error::weights(path.display(), format!("{len} bytes is larger than any supported CLIP ({MAX_WEIGHTS_BYTES} bytes at most)")));
+        return Err(Error::weights(
+            path.display(),
+            format!(
+                "{len} bytes is larger than any supported CLIP ({MAX_WEIGHTS_BYTES} bytes at most)"
+            ),
+        ));
     }
     std::fs::read(path).map_err(|e| Error::io(path.display(), e))
 }
@@ -64,22 +87,61 @@ pub struct WeightsHeader {
 /// Parses and validates the safetensors header of `bytes` (`name` is used in messages).
 pub fn inspect_weights(bytes: &[u8], name: &str) -> Result<WeightsHeader> {
     if let Some(kind) = pickle_kind(bytes) {
-        return Err(Error::weights(name, format!("is a PyTorch {kind}, not safetensors; pickles are not loaded (they can run code): use the model's model.safetensors")));
+        return Err(Error::weights(
+            name,
+            format!(
+                "is a PyTorch {kind}, not safetensors; pickles are not loaded (they can run code): use the model's model.safetensors"
+            ),
+        ));
     }
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| Error::weights(name, format!("not a valid safetensors file (corrupt or truncated?): {e}")))?;
-    let shapes: BTreeMap<String, Vec<usize>> = tensors.iter().map(|(n, view)| (n.to_string(), view.shape().to_vec())).collect();
-    let view = tensors.tensor("logit_scale").map_err(|_| Error::weights(name, "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint"))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| {
+        Error::weights(
+            name,
+            format!("not a valid safetensors file (corrupt or truncated?): {e}"),
+        )
+    })?;
+    let shapes: BTreeMap<String, Vec<usize>> = tensors
+        .iter()
+        .map(|(n, view)| (n.to_string(), view.shape().to_vec()))
+        .collect();
+    let view = tensors.tensor("logit_scale").map_err(|_| {
+        Error::weights(
+            name,
+            "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint",
+        )
+    })?;
     let data = view.data();
     let logit_scale = match (view.dtype(), data.len()) {
         (Dtype::F32, 4) => f32::from_le_bytes([data[0], data[1], data[2], data[3]]),
         (Dtype::F16, 2) => half::f16::from_le_bytes([data[0], data[1]]).to_f32(),
         (Dtype::BF16, 2) => half::bf16::from_le_bytes([data[0], data[1]]).to_f32(),
-        (dtype, _) => return Err(Error::weights(name, format!("logit_scale is {dtype:?} with shape {:?}, expected one float", view.shape()))),
+        (dtype, _) => {
+            return Err(Error::weights(
+                name,
+                format!(
+                    "logit_scale is {dtype:?} with shape {:?}, expected one float",
+                    view.shape()
+                ),
+            ));
+        }
     };
     if !logit_scale.is_finite() {
         return Err(Error::weights(name, "logit_scale is not a finite number"));
     }
-    Ok(WeightsHeader { shapes, logit_scale })
+    Ok(WeightsHeader {
+        shapes,
+        logit_scale,
+    })
+}
+
+/// FNV-1a over 8-byte words of the file: fast enough for 600 MB, and any changed weight changes it.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    let words = bytes
+        .chunks(8)
+        .map(|c| c.iter().rev().fold(0u64, |w, &b| (w << 8) | b as u64));
+    words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
+        (h ^ w).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn pickle_kind(bytes: &[u8]) -> Option<&'static str> {
@@ -91,7 +153,11 @@ fn pickle_kind(bytes: &[u8]) -> Option<&'static str> {
 }
 
 /// Infers or parses the config of a checkpoint.
-pub fn config_for(header: &WeightsHeader, config_json: Option<&str>, name: &str) -> Result<ClipConfig> {
+pub fn config_for(
+    header: &WeightsHeader,
+    config_json: Option<&str>,
+    name: &str,
+) -> Result<ClipConfig> {
     match config_json {
         Some(json) => ClipConfig::from_hf_json(json),
         None => ClipConfig::from_tensor_shapes(
@@ -100,7 +166,13 @@ pub fn config_for(header: &WeightsHeader, config_json: Option<&str>, name: &str)
                 header
                     .shapes
                     .keys()
-                    .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok())
+                    .filter_map(|k| {
+                        k.strip_prefix(prefix)?
+                            .split('.')
+                            .next()?
+                            .parse::<usize>()
+                            .ok()
+                    })
                     .max()
                     .map_or(0, |i| i + 1)
             },
@@ -110,28 +182,60 @@ pub fn config_for(header: &WeightsHeader, config_json: Option<&str>, name: &str)
 }
 
 /// Loads a `CLIPModel` from safetensors bytes; `config_json` is the Hugging Face `config.json` when there is one.
-pub fn load_clip_from_bytes(bytes: Vec<u8>, config_json: Option<&str>, name: &str, device: &Device) -> Result<Clip> {
+pub fn load_clip_from_bytes(
+    bytes: Vec<u8>,
+    config_json: Option<&str>,
+    name: &str,
+    device: &Device,
+) -> Result<Clip> {
     let header = inspect_weights(&bytes, name)?;
     let config = config_for(&header, config_json, name)?;
     check_shapes(&header, &config, name)?;
     let mut model = Clip::new(&config, device);
     model.logit_scale = header.logit_scale;
+    model.fingerprint = fingerprint(&bytes);
     drop(header);
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
         .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
-        .with_key_remapping(r"^vision_model\.pre_layrnorm\.", "vision_model.pre_layernorm.")
+        .with_key_remapping(
+            r"^vision_model\.pre_layrnorm\.",
+            "vision_model.pre_layernorm.",
+        )
         .allow_partial(true);
-    let result = model.load_from(&mut store).map_err(|e| Error::weights(name, e))?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| Error::weights(name, e))?;
     if !result.errors.is_empty() {
-        let first: Vec<String> = result.errors.iter().take(3).map(|e| e.to_string()).collect();
+        let first: Vec<String> = result
+            .errors
+            .iter()
+            .take(3)
+            .map(|e| e.to_string())
+            .collect();
         return Err(Error::weights(
             name,
-            format!("{} tensors do not fit the model config (wrong model or config.json?): {}", result.errors.len(), first.join("; ")),
+            format!(
+                "{} tensors do not fit the model config (wrong model or config.json?): {}",
+                result.errors.len(),
+                first.join("; ")
+            ),
         ));
     }
     if !result.missing.is_empty() {
-        let first: Vec<&str> = result.missing.iter().take(5).map(|(p, _)| p.as_str()).collect();
-        return Err(Error::weights(name, format!("{} tensors are missing, e.g. {}", result.missing.len(), first.join(", "))));
+        let first: Vec<&str> = result
+            .missing
+            .iter()
+            .take(5)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        return Err(Error::weights(
+            name,
+            format!(
+                "{} tensors are missing, e.g. {}",
+                result.missing.len(),
+                first.join(", ")
+            ),
+        ));
     }
     Ok(model)
 }
@@ -141,8 +245,18 @@ pub fn hf_tensor_shapes(config: &ClipConfig) -> Vec<(String, Vec<usize>)> {
     let mut shapes = vec![("logit_scale".to_string(), vec![])];
     let mut add = |name: String, shape: &[usize]| shapes.push((name, shape.to_vec()));
     let towers = [
-        ("vision_model", config.vision.hidden_size, config.vision.intermediate_size, config.vision.num_layers),
-        ("text_model", config.text.hidden_size, config.text.intermediate_size, config.text.num_layers),
+        (
+            "vision_model",
+            config.vision.hidden_size,
+            config.vision.intermediate_size,
+            config.vision.num_layers,
+        ),
+        (
+            "text_model",
+            config.text.hidden_size,
+            config.text.intermediate_size,
+            config.text.num_layers,
+        ),
     ];
     for (tower, width, hidden, layers) in towers {
         for i in 0..layers {
@@ -163,19 +277,43 @@ pub fn hf_tensor_shapes(config: &ClipConfig) -> Vec<(String, Vec<usize>)> {
     }
     let v = &config.vision;
     let t = &config.text;
-    add("vision_model.embeddings.class_embedding".into(), &[v.hidden_size]);
-    add("vision_model.embeddings.patch_embedding.weight".into(), &[v.hidden_size, 3, v.patch_size, v.patch_size]);
-    add("vision_model.embeddings.position_embedding.weight".into(), &[v.num_positions(), v.hidden_size]);
+    add(
+        "vision_model.embeddings.class_embedding".into(),
+        &[v.hidden_size],
+    );
+    add(
+        "vision_model.embeddings.patch_embedding.weight".into(),
+        &[v.hidden_size, 3, v.patch_size, v.patch_size],
+    );
+    add(
+        "vision_model.embeddings.position_embedding.weight".into(),
+        &[v.num_positions(), v.hidden_size],
+    );
     for norm in ["vision_model.pre_layrnorm", "vision_model.post_layernorm"] {
         add(format!("{norm}.weight"), &[v.hidden_size]);
         add(format!("{norm}.bias"), &[v.hidden_size]);
     }
-    add("visual_projection.weight".into(), &[config.projection_dim, v.hidden_size]);
-    add("text_model.embeddings.token_embedding.weight".into(), &[t.vocab_size, t.hidden_size]);
-    add("text_model.embeddings.position_embedding.weight".into(), &[t.context_length, t.hidden_size]);
-    add("text_model.final_layer_norm.weight".into(), &[t.hidden_size]);
+    add(
+        "visual_projection.weight".into(),
+        &[config.projection_dim, v.hidden_size],
+    );
+    add(
+        "text_model.embeddings.token_embedding.weight".into(),
+        &[t.vocab_size, t.hidden_size],
+    );
+    add(
+        "text_model.embeddings.position_embedding.weight".into(),
+        &[t.context_length, t.hidden_size],
+    );
+    add(
+        "text_model.final_layer_norm.weight".into(),
+        &[t.hidden_size],
+    );
     add("text_model.final_layer_norm.bias".into(), &[t.hidden_size]);
-    add("text_projection.weight".into(), &[config.projection_dim, t.hidden_size]);
+    add(
+        "text_projection.weight".into(),
+        &[config.projection_dim, t.hidden_size],
+    );
     shapes
 }
 
@@ -186,15 +324,31 @@ fn check_shapes(header: &WeightsHeader, config: &ClipConfig, name: &str) -> Resu
     for (tensor, shape) in hf_tensor_shapes(config) {
         match header.shapes.get(&tensor) {
             None => missing.push(tensor),
-            Some(found) if *found != shape => wrong.push(format!("{tensor} is {found:?}, expected {shape:?}")),
+            Some(found) if *found != shape => {
+                wrong.push(format!("{tensor} is {found:?}, expected {shape:?}"))
+            }
             Some(_) => {}
         }
     }
     if !wrong.is_empty() {
-        return Err(Error::weights(name, format!("{} tensors have the wrong shape for this config (wrong config.json or model?): {}", wrong.len(), wrong[..wrong.len().min(3)].join("; "))));
+        return Err(Error::weights(
+            name,
+            format!(
+                "{} tensors have the wrong shape for this config (wrong config.json or model?): {}",
+                wrong.len(),
+                wrong[..wrong.len().min(3)].join("; ")
+            ),
+        ));
     }
     if !missing.is_empty() {
-        return Err(Error::weights(name, format!("{} tensors are missing (truncated or not a CLIPModel?), e.g. {}", missing.len(), missing[..missing.len().min(3)].join(", "))));
+        return Err(Error::weights(
+            name,
+            format!(
+                "{} tensors are missing (truncated or not a CLIPModel?), e.g. {}",
+                missing.len(),
+                missing[..missing.len().min(3)].join(", ")
+            ),
+        ));
     }
     Ok(())
 }
@@ -207,7 +361,14 @@ pub fn convert_to_f16(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
     for (tensor_name, view) in tensors.iter() {
         let (dtype, data) = match view.dtype() {
             Dtype::F32 => {
-                let data = view.data().chunks_exact(4).flat_map(|c| half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()).collect();
+                let data = view
+                    .data()
+                    .chunks_exact(4)
+                    .flat_map(|c| {
+                        half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .to_le_bytes()
+                    })
+                    .collect();
                 (Dtype::F16, data)
             }
             other => (other, view.data().to_vec()),
@@ -216,7 +377,13 @@ pub fn convert_to_f16(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = converted
         .iter()
-        .map(|(n, dtype, shape, data)| Ok((n.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).map_err(|e| Error::weights(name, e))?)))
+        .map(|(n, dtype, shape, data)| {
+            Ok((
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
+                    .map_err(|e| Error::weights(name, e))?,
+            ))
+        })
         .collect::<Result<_>>()?;
     safetensors::serialize(views, None).map_err(|e| Error::weights(name, e))
 }

@@ -1,0 +1,186 @@
+//! `cargo bench --bench clip`: ViT-B/32 encoder throughput on each built device, beside PyTorch in the same run.
+//!
+//! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu`, `--no-torch`.
+//! PyTorch runs `benches/torch_clip_bench.py` with `$ADVCLIP_TORCH_PYTHON` (default `python3`); its column is
+//! skipped, with a note, when torch cannot be imported.
+
+use std::time::{Duration, Instant};
+
+use advclip::model::{Clip, Preset, TokenBatch};
+use burn::tensor::{Device, Distribution, Tensor};
+
+const IMAGE_BATCHES: [usize; 3] = [1, 8, 32];
+const TEXT_BATCH: usize = 8;
+
+struct Row {
+    what: String,
+    per_second: Vec<(String, f64)>,
+}
+
+/// Runs `work` (which must finish its device work before returning) until `seconds` pass; items per second.
+fn throughput(items: usize, seconds: f64, mut work: impl FnMut()) -> f64 {
+    work(); // warm-up: kernels, autotune, allocations
+    let start = Instant::now();
+    let mut runs = 0;
+    while runs < 2 || start.elapsed() < Duration::from_secs_f64(seconds) {
+        work();
+        runs += 1;
+    }
+    (runs * items) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row]) {
+    let config = Preset::VitB32.config();
+    let model = Clip::new(&config, device);
+    for (row, &batch) in rows.iter_mut().zip(IMAGE_BATCHES.iter()) {
+        let pixels =
+            Tensor::<4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), device);
+        let per_s = throughput(batch, seconds, || {
+            let _ = model.encode_image(pixels.clone()).into_data();
+        });
+        eprintln!("{name}: image batch {batch}: {per_s:.2}/s");
+        row.per_second.push((name.to_string(), per_s));
+    }
+    let prompts: Vec<Vec<u32>> = (0..TEXT_BATCH)
+        .map(|i| {
+            (0..77)
+                .map(|t| {
+                    if t == 76 {
+                        49407
+                    } else {
+                        320 + (i * 77 + t) as u32
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let tokens = TokenBatch::new(&prompts, 77, 49408).expect("valid tokens");
+    let per_s = throughput(TEXT_BATCH, seconds, || {
+        let _ = model.encode_text(&tokens).into_data();
+    });
+    eprintln!("{name}: text batch {TEXT_BATCH}: {per_s:.2}/s");
+    rows[IMAGE_BATCHES.len()]
+        .per_second
+        .push((name.to_string(), per_s));
+}
+
+fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
+    let python = std::env::var("ADVCLIP_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_clip_bench.py");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = std::process::Command::new(&python)
+        .args([
+            script,
+            "--threads",
+            &threads.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+            "--text-batches",
+            &TEXT_BATCH.to_string(),
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    let out = match out {
+        Ok(out) if out.status.success() => out,
+        _ => {
+            return Some(format!(
+                "PyTorch column skipped: `{python}` could not run the torch benchmark (set ADVCLIP_TORCH_PYTHON to a python with torch + transformers)"
+            ));
+        }
+    };
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let label = format!("pytorch {}", json["torch"].as_str().unwrap_or("?"));
+    for (row, batch) in rows.iter_mut().zip(IMAGE_BATCHES) {
+        row.per_second.push((
+            label.clone(),
+            json["image_per_s"][batch.to_string()]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        ));
+    }
+    rows[IMAGE_BATCHES.len()].per_second.push((
+        label,
+        json["text_per_s"][TEXT_BATCH.to_string()]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+    ));
+    None
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let seconds: f64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(4.0);
+    let devices = arg("--devices").unwrap_or_else(|| {
+        if cfg!(feature = "wgpu") {
+            "cpu,wgpu".into()
+        } else {
+            "cpu".into()
+        }
+    });
+    let mut rows: Vec<Row> = IMAGE_BATCHES
+        .iter()
+        .map(|b| Row {
+            what: format!("image encoder, batch {b} (images/s)"),
+            per_second: vec![],
+        })
+        .chain([Row {
+            what: format!("text encoder, batch {TEXT_BATCH} x 77 tokens (prompts/s)"),
+            per_second: vec![],
+        }])
+        .collect();
+    let mut notes = Vec::new();
+    for name in devices.split(',') {
+        let device = match name {
+            "cpu" => Device::flex(),
+            #[cfg(feature = "wgpu")]
+            "wgpu" => Device::wgpu(Default::default()),
+            #[cfg(feature = "cuda")]
+            "cuda" => Device::cuda(0),
+            other => {
+                notes.push(format!(
+                    "device {other} skipped: not built in (cargo bench --features {other})"
+                ));
+                continue;
+            }
+        };
+        bench_device(&format!("advclip {name}"), &device, seconds, &mut rows);
+    }
+    let rss = peak_rss_mib();
+    if !args.iter().any(|a| a == "--no-torch") {
+        notes.extend(bench_torch(seconds, &mut rows));
+    }
+
+    let columns: Vec<String> = rows[0].per_second.iter().map(|(c, _)| c.clone()).collect();
+    println!(
+        "\nCLIP ViT-B/32, fp32, random weights, {} threads, {seconds} s per cell\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("| work | {} |", columns.join(" | "));
+    println!("|---|{}", "---:|".repeat(columns.len()));
+    for row in &rows {
+        let cells: Vec<String> = row
+            .per_second
+            .iter()
+            .map(|(_, v)| format!("{v:.2}"))
+            .collect();
+        println!("| {} | {} |", row.what, cells.join(" | "));
+    }
+    if let Some(rss) = rss {
+        println!("\npeak resident memory of the advclip runs: {rss:.0} MiB");
+    }
+    for note in notes {
+        println!("note: {note}");
+    }
+}

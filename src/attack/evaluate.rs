@@ -1,0 +1,233 @@
+//! Evaluating a patch on a dataset: zero-shot clean/patched accuracy, fooling and targeted success rates, retrieval
+//! when captions exist, each optionally after a defence.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+
+use super::defence::Defence;
+use super::metrics::{RetrievalMetrics, ZeroShotMetrics, retrieval_metrics, zero_shot_metrics};
+use super::placement::{PatchPlacement, normalize_pixels, paste_patch};
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::model::Clip;
+use crate::tokenizer::Tokenizer;
+use crate::zeroshot::{ZeroShotClassifier, argmax};
+
+/// The numbers for one condition (no defence, or one defence).
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub defence: Option<String>,
+    #[serde(flatten)]
+    pub zero_shot: ZeroShotMetrics,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RetrievalReport {
+    pub image_to_text_clean: RetrievalMetrics,
+    pub image_to_text_patched: RetrievalMetrics,
+    pub text_to_image_clean: RetrievalMetrics,
+    pub text_to_image_patched: RetrievalMetrics,
+}
+
+pub struct EvalOptions<'a> {
+    pub labels: &'a [String],
+    pub template: &'a str,
+    pub target: Option<usize>,
+    pub defences: &'a [Defence],
+    pub batch_size: usize,
+    pub limit: Option<usize>,
+}
+
+/// Evaluates `patch` ([3, p, p] pixels in [0, 1], host) at `placement` on `dataset`; unreadable images are skipped and
+/// counted in the returned number.
+pub fn evaluate_patch(
+    model: &Clip,
+    dataset: &Dataset,
+    patch: &[f32],
+    placement: &PatchPlacement,
+    options: &EvalOptions,
+    device: &Device,
+    mut on_batch: impl FnMut(usize),
+) -> Result<(Vec<EvalReport>, usize)> {
+    let size = model.config().vision.image_size;
+    if placement.image_size != size {
+        return Err(Error::invalid(format!(
+            "the patch was made for {} px inputs; this model takes {size} px",
+            placement.image_size
+        )));
+    }
+    let tokenizer = Tokenizer::new();
+    let head = ZeroShotClassifier::new(
+        model,
+        &tokenizer,
+        options.labels,
+        &[options.template.to_string()],
+    )?;
+    let patch_t = Tensor::<3>::from_data(
+        TensorData::new(patch.to_vec(), [3, placement.size, placement.size]),
+        device,
+    );
+    let conditions: Vec<Option<&Defence>> = std::iter::once(None)
+        .chain(options.defences.iter().map(Some))
+        .collect();
+    let n_items = options
+        .limit
+        .map_or(dataset.len(), |l| l.min(dataset.len()));
+    let mut skipped = 0;
+    let mut truth = Vec::new();
+    let mut captions = Vec::new();
+    // Per condition: clean and patched predictions and embeddings.
+    let mut clean_pred = vec![Vec::new(); conditions.len()];
+    let mut adv_pred = vec![Vec::new(); conditions.len()];
+    let mut clean_emb = vec![Vec::new(); conditions.len()];
+    let mut adv_emb = vec![Vec::new(); conditions.len()];
+    let mut start = 0;
+    while start < n_items {
+        let end = (start + options.batch_size.max(1)).min(n_items);
+        let mut images = Vec::new();
+        for item in &dataset.items[start..end] {
+            match item
+                .load()
+                .and_then(|img| super::train::unit_pixels(&img, size as u32))
+            {
+                Ok(p) => {
+                    images.push(p);
+                    truth.push(
+                        item.label
+                            .and_then(|l| dataset.class_names.get(l))
+                            .and_then(|name| options.labels.iter().position(|x| x == name)),
+                    );
+                    captions.push(item.caption.clone());
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        on_batch(end - start);
+        start = end;
+        if images.is_empty() {
+            continue;
+        }
+        let b = images.len();
+        let clean =
+            Tensor::<4>::from_data(TensorData::new(images.concat(), [b, 3, size, size]), device);
+        let patched = paste_patch(clean.clone(), patch_t.clone(), placement);
+        let (clean_host, patched_host) = (read(clean)?, read(patched)?);
+        for (c, defence) in conditions.iter().enumerate() {
+            let (clean_px, adv_px) = match defence {
+                None => (clean_host.clone(), patched_host.clone()),
+                Some(d) => (
+                    defend(&clean_host, b, size, d, start as u64)?,
+                    defend(&patched_host, b, size, d, start as u64)?,
+                ),
+            };
+            for (pixels, preds, embs) in [
+                (clean_px, &mut clean_pred[c], &mut clean_emb[c]),
+                (adv_px, &mut adv_pred[c], &mut adv_emb[c]),
+            ] {
+                let x = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, size, size]), device);
+                let e = model.encode_image(normalize_pixels(x));
+                let logits = read(head.logits(e.clone()))?;
+                preds.extend(logits.chunks(options.labels.len()).map(argmax));
+                embs.extend(read(e)?);
+            }
+        }
+    }
+    if truth.is_empty() {
+        return Err(Error::invalid("no image of the dataset could be read"));
+    }
+    let labelled: Vec<usize> = (0..truth.len()).filter(|&i| truth[i].is_some()).collect();
+    let text_embeddings = if captions.iter().all(Option::is_some) {
+        let texts: Vec<String> = captions
+            .iter()
+            .map(|c| c.clone().unwrap_or_default())
+            .collect();
+        Some(read(crate::embed::embed_texts(model, &tokenizer, &texts)?)?)
+    } else {
+        None
+    };
+    let dim = model.config().projection_dim;
+    let reports = conditions
+        .iter()
+        .enumerate()
+        .map(|(c, defence)| {
+            let pick = |v: &[usize]| labelled.iter().map(|&i| v[i]).collect::<Vec<_>>();
+            let t: Vec<usize> = labelled.iter().map(|&i| truth[i].unwrap_or(0)).collect();
+            let zero_shot = if labelled.is_empty() {
+                // No ground truth: only the fooling rate and the targeted success are meaningful.
+                let mut m =
+                    zero_shot_metrics(&clean_pred[c], &clean_pred[c], &adv_pred[c], options.target);
+                m.clean_accuracy = f64::NAN;
+                m.patched_accuracy = f64::NAN;
+                m
+            } else {
+                zero_shot_metrics(
+                    &t,
+                    &pick(&clean_pred[c]),
+                    &pick(&adv_pred[c]),
+                    options.target,
+                )
+            };
+            let retrieval = text_embeddings.as_ref().map(|texts| {
+                let n = truth.len();
+                let sims = |images: &[f32]| -> (Vec<f32>, Vec<f32>) {
+                    let i2t: Vec<f32> = (0..n)
+                        .flat_map(|i| {
+                            (0..n).map(move |j| {
+                                dot(
+                                    &images[i * dim..(i + 1) * dim],
+                                    &texts[j * dim..(j + 1) * dim],
+                                )
+                            })
+                        })
+                        .collect();
+                    let t2i: Vec<f32> = (0..n)
+                        .flat_map(|j| (0..n).map(|i| i2t[i * n + j]).collect::<Vec<_>>())
+                        .collect();
+                    (i2t, t2i)
+                };
+                let (ci, ct) = sims(&clean_emb[c]);
+                let (ai, at) = sims(&adv_emb[c]);
+                let pair = |q: usize, g: usize| q == g;
+                RetrievalReport {
+                    image_to_text_clean: retrieval_metrics(&ci, n, n, pair),
+                    image_to_text_patched: retrieval_metrics(&ai, n, n, pair),
+                    text_to_image_clean: retrieval_metrics(&ct, n, n, pair),
+                    text_to_image_patched: retrieval_metrics(&at, n, n, pair),
+                }
+            });
+            EvalReport {
+                defence: defence.map(Defence::name),
+                zero_shot,
+                retrieval,
+            }
+        })
+        .collect();
+    Ok((reports, skipped))
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::invalid(format!("reading a tensor: {e:?}")))
+}
+
+/// Applies a defence to each of `b` CHW images in [0, 1] (through 8-bit pixels, as a real pipeline would).
+fn defend(pixels: &[f32], b: usize, size: usize, defence: &Defence, key: u64) -> Result<Vec<f32>> {
+    let plane = size * size;
+    let mut out = Vec::with_capacity(pixels.len());
+    for i in 0..b {
+        let chw = &pixels[i * 3 * plane..(i + 1) * 3 * plane];
+        let img = crate::preprocess::unit_chw_to_image(chw, size as u32, size as u32);
+        out.extend(crate::preprocess::to_unit_chw(
+            &defence.apply(&img, key + i as u64)?,
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,26 @@
+//! The AdvCLIP attack and the targeted patch: placement, generator, discriminator, losses, training, metrics.
+
+pub mod advclip;
+pub mod discriminator;
+pub mod generator;
+pub mod losses;
+pub mod metrics;
+pub mod placement;
+pub mod rng;
+pub mod targeted;
+
+pub use advclip::{AdvClipConfig, AdvClipStep, AdvClipTrainer};
+pub use losses::{
+    LossWeights, embedding_deviation_loss, info_nce, topology_deviation, topology_deviation_loss,
+    topology_graph,
+};
+pub use placement::{DEFAULT_AREA_FRACTION, PatchPlacement, normalize_pixels, paste_patch};
+pub use targeted::{TargetedConfig, TargetedPatchTrainer};
+#[cfg(not(target_arch = "wasm32"))]
+pub mod defence;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod evaluate;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod patch_file;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;

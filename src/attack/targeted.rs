@@ -1,0 +1,172 @@
+//! The direct targeted patch (Brown et al. 2017 style): the patch pixels themselves, optimised with Adam toward a label.
+
+use burn::module::{Module, Param, ParamId};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::placement::{PatchPlacement, normalize_pixels, paste_patch};
+use crate::model::Clip;
+
+/// The patch as a module, so Burn's Adam can own its state; its parameter id is fixed so that a checkpoint's
+/// optimizer state always finds it again.
+#[derive(Module, Debug)]
+pub struct PatchPixels {
+    /// [3, p, p] in [0, 1].
+    pub pixels: Param<Tensor<3>>,
+}
+
+pub const PATCH_PARAM_ID: u64 = 0xAD5C_11B0;
+
+impl PatchPixels {
+    pub fn new(pixels: Tensor<3>) -> Self {
+        Self {
+            pixels: Param::initialized(ParamId::from(PATCH_PARAM_ID), pixels.require_grad()),
+        }
+    }
+}
+
+/// Settings of the targeted mode.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TargetedConfig {
+    /// Index of the label to push every patched image toward.
+    pub target: usize,
+    pub learning_rate: f64,
+    pub beta_1: f32,
+    pub beta_2: f32,
+}
+
+impl TargetedConfig {
+    pub fn new(target: usize) -> Self {
+        Self {
+            target,
+            learning_rate: 0.05,
+            beta_1: 0.5,
+            beta_2: 0.999,
+        }
+    }
+}
+
+/// What one step computed, left on the device: the caller reads it (synchronously natively, asynchronously on the web).
+pub struct TargetedStep {
+    /// Mean cross-entropy toward the target before the update, [1].
+    pub loss: Tensor<1>,
+    /// Predicted label index per image before the update, [B].
+    pub predictions: Tensor<1, Int>,
+}
+
+/// Optimises a patch so that images wearing it are classified as `target` among `label_embeddings`.
+pub struct TargetedPatchTrainer {
+    patch: PatchPixels,
+    optimizer: ModuleOptimizer,
+    config: TargetedConfig,
+    /// [labels, dim], L2-normalised, detached.
+    label_embeddings: Tensor<2>,
+    logit_scale: f32,
+}
+
+impl TargetedPatchTrainer {
+    /// `initial_patch` and `label_embeddings` must live on the autodiff device of `model` (CLIP frozen there).
+    pub fn new(
+        initial_patch: Tensor<3>,
+        label_embeddings: Tensor<2>,
+        logit_scale: f32,
+        config: TargetedConfig,
+    ) -> Self {
+        let optimizer = AdamConfig::new()
+            .with_beta_1(config.beta_1)
+            .with_beta_2(config.beta_2)
+            .with_epsilon(1e-8)
+            .init();
+        Self {
+            patch: PatchPixels::new(initial_patch),
+            optimizer,
+            config,
+            label_embeddings: label_embeddings.detach(),
+            logit_scale,
+        }
+    }
+
+    pub fn patch(&self) -> Tensor<3> {
+        self.patch.pixels.val().detach()
+    }
+
+    /// Zero-shot logits of `images` (in [0, 1]) wearing the current patch at `placement`, [B, labels].
+    pub fn patched_logits(
+        &self,
+        model: &Clip,
+        images: Tensor<4>,
+        placement: &PatchPlacement,
+    ) -> Tensor<2> {
+        let patched = paste_patch(images, self.patch.pixels.val(), placement);
+        let embeddings = model.encode_image(normalize_pixels(patched));
+        embeddings
+            .matmul(self.label_embeddings.clone().transpose())
+            .mul_scalar(self.logit_scale.exp())
+    }
+
+    /// Cross-entropy toward the target, [1].
+    pub fn loss(&self, logits: Tensor<2>) -> Tensor<1> {
+        let batch = logits.dims()[0];
+        let t = self.config.target;
+        log_softmax(logits, 1)
+            .slice([0..batch, t..t + 1])
+            .mean()
+            .neg()
+    }
+
+    /// One Adam step on a batch, the patch then clamped back to valid pixels.
+    pub fn step(
+        &mut self,
+        model: &Clip,
+        images: Tensor<4>,
+        placement: &PatchPlacement,
+    ) -> TargetedStep {
+        let logits = self.patched_logits(model, images, placement);
+        let predictions = logits.clone().detach().argmax(1).squeeze_dim(1);
+        let loss = self.loss(logits);
+        let grads = GradientsParams::from_grads(loss.backward(), &self.patch);
+        let mut patch = self.optimizer.step(
+            self.config.learning_rate,
+            super::advclip::take(&mut self.patch),
+            grads,
+        );
+        // Clamp outside the graph so the patch stays a leaf the next step can differentiate.
+        patch.pixels = patch.pixels.map(|p| {
+            p.without_autodiff()
+                .clamp(0.0, 1.0)
+                .autodiff()
+                .require_grad()
+        });
+        self.patch = patch;
+        TargetedStep {
+            loss: loss.detach(),
+            predictions,
+        }
+    }
+
+    /// The optimizer state, for checkpoints.
+    pub fn optimizer_bytes(&self) -> crate::Result<Vec<u8>> {
+        self.optimizer
+            .into_bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| crate::Error::invalid(format!("saving optimizer state: {e:?}")))
+    }
+
+    /// Restores a patch and optimizer state written by a checkpoint.
+    pub fn restore(&mut self, patch: Tensor<3>, optimizer_bytes: Vec<u8>) -> crate::Result<()> {
+        let optimizer = std::mem::replace(&mut self.optimizer, AdamConfig::new().init());
+        self.optimizer = optimizer
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer_bytes))
+            .map_err(|e| {
+                crate::Error::invalid(format!("checkpoint optimizer state is unreadable: {e:?}"))
+            })?;
+        self.patch = PatchPixels::new(patch);
+        Ok(())
+    }
+}
+
+/// Builds a [3, p, p] tensor from host pixels in [0, 1].
+pub fn patch_tensor(pixels: Vec<f32>, size: usize, device: &burn::tensor::Device) -> Tensor<3> {
+    Tensor::from_data(TensorData::new(pixels, [3, size, size]), device)
+}

@@ -1,0 +1,263 @@
+//! `advclip train / eval / apply` end to end on the tiny model: checkpoints resume exactly, sidecars are complete,
+//! and bad inputs get clear errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+fn advclip(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_advclip"))
+        .args(args)
+        .output()
+        .expect("advclip runs")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "advclip failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// An ImageFolder of 8 images in two classes, made from the fixture PNGs (flipped copies for variety).
+fn image_folder(root: &Path) -> PathBuf {
+    let data = root.join("data");
+    let sources: Vec<PathBuf> = std::fs::read_dir(fixture("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    for (i, class) in ["cat", "dog"].iter().enumerate() {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for k in 0..4 {
+            let img = image::open(&sources[(i * 4 + k) % sources.len()]).unwrap();
+            let img = if k % 2 == 1 { img.fliph() } else { img };
+            img.save(data.join(class).join(format!("{k}.png"))).unwrap();
+        }
+    }
+    data
+}
+
+fn train(data: &Path, out: &Path, mode: &[&str], steps: usize, resume: bool) -> Output {
+    let tiny = fixture("tiny");
+    let steps = steps.to_string();
+    let mut args = vec![
+        "train",
+        "--weights",
+        tiny.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--steps",
+        &steps,
+        "--checkpoint-every",
+        "2",
+        "--seed",
+        "7",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(mode);
+    if resume {
+        args.push("--resume");
+    }
+    advclip(&args)
+}
+
+fn check_resume_is_exact(mode: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = image_folder(dir.path());
+    let straight = dir.path().join("straight.png");
+    ok(train(&data, &straight, mode, 4, false));
+    // A run stopped after 2 steps (its checkpoint is all that survives), then resumed to 4.
+    let interrupted = dir.path().join("interrupted.png");
+    ok(train(&data, &interrupted, mode, 2, false));
+    std::fs::remove_file(&interrupted).unwrap();
+    ok(train(&data, &interrupted, mode, 4, true));
+    assert_eq!(
+        std::fs::read(&straight).unwrap(),
+        std::fs::read(&interrupted).unwrap(),
+        "resumed patch differs from the uninterrupted one"
+    );
+
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(straight.with_extension("json")).unwrap()).unwrap();
+    for key in [
+        "mode",
+        "model",
+        "image_size",
+        "area_fraction",
+        "placement",
+        "seed",
+        "steps",
+        "metrics",
+    ] {
+        assert!(sidecar.get(key).is_some(), "sidecar lacks {key}: {sidecar}");
+    }
+    assert_eq!(sidecar["steps"], 4);
+    assert_eq!(sidecar["placement"]["size"], 5, "3 % of a 32 px image");
+    let png = image::open(&straight).unwrap();
+    assert_eq!((png.width(), png.height()), (5, 5));
+}
+
+#[test]
+fn targeted_training_resumes_exactly() {
+    check_resume_is_exact(&["--mode", "targeted", "--target", "dog"]);
+}
+
+#[test]
+fn advclip_training_resumes_exactly() {
+    check_resume_is_exact(&["--mode", "advclip"]);
+}
+
+#[test]
+fn eval_reports_every_metric_and_apply_writes_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = image_folder(dir.path());
+    let patch = dir.path().join("p.png");
+    ok(train(
+        &data,
+        &patch,
+        &["--mode", "targeted", "--target", "dog"],
+        2,
+        false,
+    ));
+    let tiny = fixture("tiny");
+    let out = ok(advclip(&[
+        "eval",
+        "--weights",
+        tiny.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--patch",
+        patch.to_str().unwrap(),
+        "--defence",
+        "jpeg:75",
+        "--defence",
+        "blur:1",
+        "--json",
+    ]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "clean_accuracy",
+        "patched_accuracy",
+        "fooling_rate",
+        "targeted_success_rate",
+    ] {
+        let v = json[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {json}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    assert_eq!(json["images"], 8);
+    assert_eq!(json["defences"].as_array().unwrap().len(), 2);
+
+    let applied = dir.path().join("applied");
+    let image = fixture("images/landscape_301x217.png");
+    ok(advclip(&[
+        "apply",
+        "--patch",
+        patch.to_str().unwrap(),
+        image.to_str().unwrap(),
+        "--out",
+        applied.to_str().unwrap(),
+    ]));
+    let before = image::open(&image).unwrap().to_rgb8();
+    let after = image::open(applied.join("landscape_301x217.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(before.dimensions(), after.dimensions());
+    let changed = before
+        .pixels()
+        .zip(after.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    // A 5/32 side patch on a 217 px short side covers about 34x34 pixels.
+    assert!((500..2000).contains(&changed), "{changed} pixels changed");
+}
+
+#[test]
+fn bad_training_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = image_folder(dir.path());
+    std::fs::write(data.join("cat/broken.png"), b"not a png").unwrap();
+    let out = dir.path().join("p.png");
+    // An unreadable image is skipped with a warning, not fatal.
+    let run = ok(train(
+        &data,
+        &out,
+        &["--mode", "targeted", "--target", "cat"],
+        3,
+        false,
+    ));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.with_extension("json")).unwrap()).unwrap();
+    assert!(
+        sidecar["metrics"]["skipped_images"].as_u64().unwrap() >= 1,
+        "{sidecar}"
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("broken.png"));
+
+    let fail = |out: Output, needle: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && !stderr.contains("panicked") && stderr.contains(needle),
+            "expected an error with {needle:?}: {stderr}"
+        );
+    };
+    fail(
+        train(
+            &data,
+            &out,
+            &["--mode", "targeted", "--target", "horse"],
+            2,
+            false,
+        ),
+        "horse",
+    );
+    fail(
+        train(&data, &out, &["--mode", "targeted"], 2, false),
+        "--target",
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("cat")).unwrap();
+    fail(
+        train(&empty, &out, &["--mode", "advclip"], 2, false),
+        "no images",
+    );
+    // A checkpoint from other settings is refused, and kept.
+    fail(
+        train(
+            &data,
+            &out,
+            &["--mode", "targeted", "--target", "dog"],
+            4,
+            true,
+        ),
+        "other settings",
+    );
+    assert!(out.with_extension("ckpt").exists());
+    // A patch whose PNG does not match its sidecar.
+    let wrong = dir.path().join("wrong.png");
+    image::RgbImage::new(9, 9).save(&wrong).unwrap();
+    std::fs::copy(out.with_extension("json"), wrong.with_extension("json")).unwrap();
+    let tiny = fixture("tiny");
+    fail(
+        advclip(&[
+            "eval",
+            "--weights",
+            tiny.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--patch",
+            wrong.to_str().unwrap(),
+        ]),
+        "sidecar",
+    );
+}
