@@ -1,4 +1,5 @@
-//! `cargo bench --bench clip`: ViT-B/32 encoder throughput on each built device, beside PyTorch in the same run.
+//! `cargo bench --bench clip`: ViT-B/32 encoder and patch-training throughput on each built device, beside PyTorch
+//! in the same run.
 //!
 //! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu`, `--no-torch`.
 //! PyTorch runs `benches/torch_clip_bench.py` with `$ADVCLIP_TORCH_PYTHON` (default `python3`); its column is
@@ -6,11 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use advclip::model::{Clip, Preset, TokenBatch};
+use advclip::attack::{Paste, PatchPlacement, TargetedConfig, TargetedPatchTrainer};
+use advclip::model::{Clip, Preset, TokenBatch, l2_normalize};
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 
 const IMAGE_BATCHES: [usize; 3] = [1, 8, 32];
 const TEXT_BATCH: usize = 8;
+const TRAIN_BATCHES: [usize; 2] = [8, 16];
 
 struct Row {
     what: String,
@@ -33,8 +37,7 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row]) {
     let config = Preset::VitB32.config();
     let model = Clip::new(&config, device);
     for (row, &batch) in rows.iter_mut().zip(IMAGE_BATCHES.iter()) {
-        let pixels =
-            Tensor::<4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), device);
+        let pixels = Tensor::<4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), device);
         let per_s = throughput(batch, seconds, || {
             let _ = model.encode_image(pixels.clone()).into_data();
         });
@@ -42,26 +45,32 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row]) {
         row.per_second.push((name.to_string(), per_s));
     }
     let prompts: Vec<Vec<u32>> = (0..TEXT_BATCH)
-        .map(|i| {
-            (0..77)
-                .map(|t| {
-                    if t == 76 {
-                        49407
-                    } else {
-                        320 + (i * 77 + t) as u32
-                    }
-                })
-                .collect()
-        })
+        .map(|i| (0..77).map(|t| if t == 76 { 49407 } else { 320 + (i * 77 + t) as u32 }).collect())
         .collect();
     let tokens = TokenBatch::new(&prompts, 77, 49408).expect("valid tokens");
     let per_s = throughput(TEXT_BATCH, seconds, || {
         let _ = model.encode_text(&tokens).into_data();
     });
     eprintln!("{name}: text batch {TEXT_BATCH}: {per_s:.2}/s");
-    rows[IMAGE_BATCHES.len()]
-        .per_second
-        .push((name.to_string(), per_s));
+    rows[IMAGE_BATCHES.len()].per_second.push((name.to_string(), per_s));
+
+    // The targeted patch-training step: 3 % patch at AdvCLIP's place, image tower forward and backward to the patch.
+    let ad = device.clone().autodiff();
+    let model = Clip::new(&config, &ad).no_grad();
+    let placement = PatchPlacement::advclip(224, 0.03).expect("fits");
+    let labels = Tensor::<2>::random([10, 512], Distribution::Normal(0.0, 1.0), &ad);
+    for (i, &batch) in TRAIN_BATCHES.iter().enumerate() {
+        let images = Tensor::<4>::random([batch, 3, 224, 224], Distribution::Default, &ad);
+        let patch = Tensor::<3>::random([3, 38, 38], Distribution::Default, &ad);
+        let mut trainer =
+            TargetedPatchTrainer::new(patch, l2_normalize(labels.clone()), 4.6052, TargetedConfig::new(3));
+        let per_s = throughput(batch, seconds, || {
+            let out = trainer.step(&model, images.clone(), &Paste::Fixed(placement));
+            let _ = out.loss.into_data();
+        });
+        eprintln!("{name}: train batch {batch}: {per_s:.2} images/s");
+        rows[IMAGE_BATCHES.len() + 1 + i].per_second.push((name.to_string(), per_s));
+    }
 }
 
 fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
@@ -77,6 +86,8 @@ fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
             &seconds.to_string(),
             "--text-batches",
             &TEXT_BATCH.to_string(),
+            "--train-batches",
+            "8,16",
         ])
         .stderr(std::process::Stdio::inherit())
         .output();
@@ -91,19 +102,15 @@ fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let label = format!("pytorch {}", json["torch"].as_str().unwrap_or("?"));
     for (row, batch) in rows.iter_mut().zip(IMAGE_BATCHES) {
-        row.per_second.push((
-            label.clone(),
-            json["image_per_s"][batch.to_string()]
-                .as_f64()
-                .unwrap_or(f64::NAN),
-        ));
+        row.per_second.push((label.clone(), json["image_per_s"][batch.to_string()].as_f64().unwrap_or(f64::NAN)));
     }
-    rows[IMAGE_BATCHES.len()].per_second.push((
-        label,
-        json["text_per_s"][TEXT_BATCH.to_string()]
-            .as_f64()
-            .unwrap_or(f64::NAN),
-    ));
+    rows[IMAGE_BATCHES.len()]
+        .per_second
+        .push((label.clone(), json["text_per_s"][TEXT_BATCH.to_string()].as_f64().unwrap_or(f64::NAN)));
+    for (i, batch) in TRAIN_BATCHES.iter().enumerate() {
+        let v = json["train_per_s"][batch.to_string()].as_f64().unwrap_or(f64::NAN);
+        rows[IMAGE_BATCHES.len() + 1 + i].per_second.push((label.clone(), v));
+    }
     None
 }
 
@@ -115,30 +122,19 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let arg = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let seconds: f64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(4.0);
-    let devices = arg("--devices").unwrap_or_else(|| {
-        if cfg!(feature = "wgpu") {
-            "cpu,wgpu".into()
-        } else {
-            "cpu".into()
-        }
-    });
+    let devices =
+        arg("--devices").unwrap_or_else(|| if cfg!(feature = "wgpu") { "cpu,wgpu".into() } else { "cpu".into() });
     let mut rows: Vec<Row> = IMAGE_BATCHES
         .iter()
-        .map(|b| Row {
-            what: format!("image encoder, batch {b} (images/s)"),
-            per_second: vec![],
-        })
-        .chain([Row {
-            what: format!("text encoder, batch {TEXT_BATCH} x 77 tokens (prompts/s)"),
-            per_second: vec![],
-        }])
+        .map(|b| Row { what: format!("image encoder, batch {b} (images/s)"), per_second: vec![] })
+        .chain([Row { what: format!("text encoder, batch {TEXT_BATCH} x 77 tokens (prompts/s)"), per_second: vec![] }])
+        .chain(
+            TRAIN_BATCHES
+                .iter()
+                .map(|b| Row { what: format!("patch training step, batch {b} (images/s)"), per_second: vec![] }),
+        )
         .collect();
     let mut notes = Vec::new();
     for name in devices.split(',') {
@@ -149,9 +145,7 @@ fn main() {
             #[cfg(feature = "cuda")]
             "cuda" => Device::cuda(0),
             other => {
-                notes.push(format!(
-                    "device {other} skipped: not built in (cargo bench --features {other})"
-                ));
+                notes.push(format!("device {other} skipped: not built in (cargo bench --features {other})"));
                 continue;
             }
         };
@@ -170,11 +164,7 @@ fn main() {
     println!("| work | {} |", columns.join(" | "));
     println!("|---|{}", "---:|".repeat(columns.len()));
     for row in &rows {
-        let cells: Vec<String> = row
-            .per_second
-            .iter()
-            .map(|(_, v)| format!("{v:.2}"))
-            .collect();
+        let cells: Vec<String> = row.per_second.iter().map(|(_, v)| format!("{v:.2}")).collect();
         println!("| {} | {} |", row.what, cells.join(" | "));
     }
     if let Some(rss) = rss {

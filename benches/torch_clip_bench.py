@@ -18,6 +18,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=4.0, help="target timed seconds per row (default 4)")
     ap.add_argument("--image-batches", default="1,8,32", help="comma separated image batch sizes")
     ap.add_argument("--text-batches", default="8", help="comma separated text batch sizes")
+    ap.add_argument("--train-batches", default="", help="comma separated batch sizes for the patch-training step")
     args = ap.parse_args()
 
     import torch
@@ -66,8 +67,38 @@ def main():
             text_per_s[str(b)] = round(b / dt, 3)
             print(f"text batch {b}: {b / dt:.2f} texts/s", file=sys.stderr)
 
+    # The targeted patch-training step advclip runs: paste a 38 px patch (3 %) at AdvCLIP's place into 224 px images,
+    # normalise, image encoder, zero-shot cross-entropy toward a label, backward to the patch only, Adam, clamp.
+    train_per_s = {}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    labels = torch.nn.functional.normalize(torch.randn(10, 512), dim=-1)
+    for b in [int(x) for x in args.train_batches.split(",") if x]:
+        images = torch.rand(b, 3, 224, 224)
+        patch = torch.rand(3, 38, 38, requires_grad=True)
+        opt = torch.optim.Adam([patch], lr=0.05, betas=(0.5, 0.999))
+        mask = torch.zeros(1, 1, 224, 224)
+        mask[..., 172:210, 172:210] = 1
+
+        def step():
+            padded = torch.nn.functional.pad(patch, (172, 14, 172, 14)).unsqueeze(0)
+            x = mask * padded + (1 - mask) * images
+            emb = torch.nn.functional.normalize(model.get_image_features(pixel_values=(x - mean) / std).pooler_output, dim=-1)
+            loss = torch.nn.functional.cross_entropy(100.0 * emb @ labels.T, torch.full((b,), 3))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                patch.clamp_(0, 1)
+
+        dt = timed(step, args.seconds)
+        train_per_s[str(b)] = round(b / dt, 3)
+        print(f"train batch {b}: {b / dt:.2f} images/s, {dt:.2f} s/step", file=sys.stderr)
+
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "image_per_s": image_per_s, "text_per_s": text_per_s}))
+                      "image_per_s": image_per_s, "text_per_s": text_per_s, "train_per_s": train_per_s}))
 
 
 if __name__ == "__main__":

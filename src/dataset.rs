@@ -58,18 +58,8 @@ impl Item {
 }
 
 const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
-const CIFAR_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+const CIFAR_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "bmp"];
 
 /// A list of samples and, for labelled data, the class names.
@@ -85,22 +75,10 @@ impl Dataset {
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display();
         let dataset = if path.is_dir() {
-            let cifar: Vec<PathBuf> = sorted_entries(path)?
-                .into_iter()
-                .filter(|p| is_cifar_batch(p))
-                .collect();
-            if !cifar.is_empty() {
-                Self::cifar(&cifar)?
-            } else {
-                Self::image_folder(path)?
-            }
+            let cifar: Vec<PathBuf> = sorted_entries(path)?.into_iter().filter(|p| is_cifar_batch(p)).collect();
+            if !cifar.is_empty() { Self::cifar(&cifar)? } else { Self::image_folder(path)? }
         } else {
-            match path
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase)
-                .as_deref()
-            {
+            match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
                 Some("jsonl") => Self::caption_list(path, Format::Jsonl)?,
                 Some("csv") => Self::caption_list(path, Format::Csv)?,
                 Some("bin") => Self::cifar(&[path.to_path_buf()])?,
@@ -115,9 +93,7 @@ impl Dataset {
             }
         };
         if dataset.items.is_empty() {
-            return Err(Error::invalid(format!(
-                "{shown}: the dataset has no images"
-            )));
+            return Err(Error::invalid(format!("{shown}: the dataset has no images")));
         }
         Ok(dataset)
     }
@@ -139,21 +115,9 @@ impl Dataset {
         let mut items = Vec::new();
         for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
             let label = class_names.len();
-            class_names.push(
-                dir.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-            for file in sorted_entries(&dir)?
-                .into_iter()
-                .filter(|p| has_image_extension(p))
-            {
-                items.push(Item {
-                    pixels: Pixels::File(file),
-                    label: Some(label),
-                    caption: None,
-                });
+            class_names.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            for file in sorted_entries(&dir)?.into_iter().filter(|p| has_image_extension(p)) {
+                items.push(Item { pixels: Pixels::File(file), label: Some(label), caption: None });
             }
         }
         if class_names.is_empty() {
@@ -182,60 +146,33 @@ impl Dataset {
         let text = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
         let base = file.parent().unwrap_or(Path::new("."));
         let mut items = Vec::new();
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let bad = |why: &str| Error::invalid(format!("{}:{}: {why}", file.display(), n + 1));
             let (path, caption) = match format {
                 Format::Jsonl => {
                     let v: serde_json::Value =
                         serde_json::from_str(line).map_err(|e| bad(&format!("not JSON: {e}")))?;
-                    let path = v["path"]
-                        .as_str()
-                        .or(v["image"].as_str())
-                        .ok_or_else(|| bad("no \"path\""))?
-                        .to_string();
-                    (
-                        path,
-                        v["caption"]
-                            .as_str()
-                            .or(v["text"].as_str())
-                            .map(str::to_string),
-                    )
+                    let path =
+                        v["path"].as_str().or(v["image"].as_str()).ok_or_else(|| bad("no \"path\""))?.to_string();
+                    (path, v["caption"].as_str().or(v["text"].as_str()).map(str::to_string))
                 }
                 Format::Csv => {
-                    let (path, caption) = line
-                        .split_once(',')
-                        .ok_or_else(|| bad("expected path,caption"))?;
+                    let (path, caption) = line.split_once(',').ok_or_else(|| bad("expected path,caption"))?;
                     if n == 0 && path.trim() == "path" {
                         continue; // header
                     }
-                    (
-                        path.trim().to_string(),
-                        Some(caption.trim().trim_matches('"').to_string()),
-                    )
+                    (path.trim().to_string(), Some(caption.trim().trim_matches('"').to_string()))
                 }
             };
-            items.push(Item {
-                pixels: Pixels::File(base.join(path)),
-                label: None,
-                caption,
-            });
+            items.push(Item { pixels: Pixels::File(base.join(path)), label: None, caption });
         }
-        Ok(Self {
-            items,
-            class_names: vec![],
-        })
+        Ok(Self { items, class_names: vec![] })
     }
 
     fn cifar(files: &[PathBuf]) -> Result<Self> {
         let mut items = Vec::new();
         for file in files {
-            let len = std::fs::metadata(file)
-                .map_err(|e| Error::io(file.display(), e))?
-                .len() as usize;
+            let len = std::fs::metadata(file).map_err(|e| Error::io(file.display(), e))?.len() as usize;
             if len == 0 || len % CIFAR_RECORD != 0 {
                 return Err(Error::invalid(format!(
                     "{}: {len} bytes is not a whole number of CIFAR-10 records ({CIFAR_RECORD} bytes)",
@@ -252,19 +189,13 @@ impl Dataset {
                     )));
                 }
                 items.push(Item {
-                    pixels: Pixels::Cifar {
-                        file: file.clone(),
-                        index,
-                    },
+                    pixels: Pixels::Cifar { file: file.clone(), index },
                     label: Some(label),
                     caption: None,
                 });
             }
         }
-        Ok(Self {
-            items,
-            class_names: CIFAR_CLASSES.map(String::from).to_vec(),
-        })
+        Ok(Self { items, class_names: CIFAR_CLASSES.map(String::from).to_vec() })
     }
 }
 
@@ -283,14 +214,10 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn has_image_extension(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn is_cifar_batch(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "bin")
-        && p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.contains("batch"))
+        && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains("batch"))
 }

@@ -20,33 +20,20 @@ pub fn pixel_batch(images: &[Vec<f32>], size: usize, device: &Device) -> Result<
         )));
     }
     let data: Vec<f32> = images.concat();
-    Ok(Tensor::from_data(
-        TensorData::new(data, [images.len(), 3, size, size]),
-        device,
-    ))
+    Ok(Tensor::from_data(TensorData::new(data, [images.len(), 3, size, size]), device))
 }
 
 /// Preprocesses decoded RGB images for `model` and stacks them.
-pub fn images_to_pixels(
-    model: &Clip,
-    images: &[image::RgbImage],
-    device: &Device,
-) -> Result<Tensor<4>> {
+pub fn images_to_pixels(model: &Clip, images: &[image::RgbImage], device: &Device) -> Result<Tensor<4>> {
     let size = model.config().vision.image_size;
-    let buffers: Vec<Vec<f32>> = images
-        .iter()
-        .map(|img| preprocess::preprocess(img, size as u32))
-        .collect();
+    let buffers: Vec<Vec<f32>> = images.iter().map(|img| preprocess::preprocess(img, size as u32)).collect();
     pixel_batch(&buffers, size, device)
 }
 
 /// Tokenises texts as open_clip does (truncated to the context, EOT kept last) into a padded batch.
 pub fn tokenize_texts(model: &Clip, tokenizer: &Tokenizer, texts: &[String]) -> Result<TokenBatch> {
     let text = &model.config().text;
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| tokenizer.encode_for_context(t, text.context_length))
-        .collect();
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode_for_context(t, text.context_length)).collect();
     TokenBatch::new(&ids, text.context_length, text.vocab_size)
 }
 

@@ -28,25 +28,16 @@ pub enum Error {
 
 impl Error {
     pub fn weights(path: impl fmt::Display, message: impl fmt::Display) -> Self {
-        Error::Weights {
-            path: path.to_string(),
-            message: message.to_string(),
-        }
+        Error::Weights { path: path.to_string(), message: message.to_string() }
     }
     pub fn image(name: impl fmt::Display, message: impl fmt::Display) -> Self {
-        Error::Image {
-            name: name.to_string(),
-            message: message.to_string(),
-        }
+        Error::Image { name: name.to_string(), message: message.to_string() }
     }
     pub fn invalid(message: impl fmt::Display) -> Self {
         Error::InvalidInput(message.to_string())
     }
     pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.to_string(),
-            source,
-        }
+        Error::Io { path: path.to_string(), source }
     }
 }
 

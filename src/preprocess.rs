@@ -26,10 +26,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
     match reader.format() {
         Some(ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP) => {}
         Some(other) => {
-            return Err(Error::image(
-                name,
-                format!("{other:?} images are not supported (PNG, JPEG or WebP only)"),
-            ));
+            return Err(Error::image(name, format!("{other:?} images are not supported (PNG, JPEG or WebP only)")));
         }
         None => return Err(Error::image(name, "not a PNG, JPEG or WebP image")),
     }
@@ -42,10 +39,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
     let (width, height) = decoder.dimensions();
     check_size(width, height, name)?;
     if decoder.total_bytes() > MAX_DECODE_BYTES {
-        return Err(Error::image(
-            name,
-            format!("{width}x{height} image needs more memory than allowed to decode"),
-        ));
+        return Err(Error::image(name, format!("{width}x{height} image needs more memory than allowed to decode")));
     }
     let image = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(name, e))?;
     Ok(to_rgb_like_pil(image))
@@ -53,15 +47,9 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
 
 fn check_size(width: u32, height: u32, name: &str) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(Error::image(
-            name,
-            format!("image is empty ({width}x{height})"),
-        ));
+        return Err(Error::image(name, format!("image is empty ({width}x{height})")));
     }
-    if width > MAX_IMAGE_SIDE
-        || height > MAX_IMAGE_SIDE
-        || width as u64 * height as u64 > MAX_IMAGE_PIXELS
-    {
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || width as u64 * height as u64 > MAX_IMAGE_PIXELS {
         return Err(Error::image(
             name,
             format!(
@@ -76,9 +64,7 @@ fn check_size(width: u32, height: u32, name: &str) -> Result<()> {
 fn decode_error(name: &str, e: image::ImageError) -> Error {
     use image::ImageError as E;
     let message = match &e {
-        E::Limits(_) => format!(
-            "image is too large to decode safely (at most {MAX_IMAGE_SIDE} pixels a side): {e}"
-        ),
+        E::Limits(_) => format!("image is too large to decode safely (at most {MAX_IMAGE_SIDE} pixels a side): {e}"),
         E::IoError(_) => format!("truncated or unreadable image data: {e}"),
         E::Unsupported(_) => format!("unsupported image: {e}"),
         _ => format!("cannot decode image: {e}"),
@@ -93,9 +79,9 @@ fn to_rgb_like_pil(image: DynamicImage) -> RgbImage {
     let (w, h) = (image.width(), image.height());
     match image {
         DynamicImage::ImageRgb8(rgb) => rgb,
-        DynamicImage::ImageRgb16(img) => RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb(img.get_pixel(x, y).0.map(|v| (v >> 8) as u8))
-        }),
+        DynamicImage::ImageRgb16(img) => {
+            RgbImage::from_fn(w, h, |x, y| image::Rgb(img.get_pixel(x, y).0.map(|v| (v >> 8) as u8)))
+        }
         DynamicImage::ImageRgba16(img) => RgbImage::from_fn(w, h, |x, y| {
             let [r, g, b, _] = img.get_pixel(x, y).0;
             image::Rgb([r, g, b].map(|v| (v >> 8) as u8))
@@ -120,18 +106,11 @@ pub fn rgba_to_rgb(rgba: &[u8], width: u32, height: u32, name: &str) -> Result<R
     if rgba.len() != expected {
         return Err(Error::image(
             name,
-            format!(
-                "RGBA buffer has {} bytes but {width}x{height} pixels need {expected}",
-                rgba.len()
-            ),
+            format!("RGBA buffer has {} bytes but {width}x{height} pixels need {expected}", rgba.len()),
         ));
     }
-    let rgb: Vec<u8> = rgba
-        .chunks_exact(4)
-        .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
-    RgbImage::from_raw(width, height, rgb)
-        .ok_or_else(|| Error::image(name, "RGB buffer size mismatch"))
+    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    RgbImage::from_raw(width, height, rgb).ok_or_else(|| Error::image(name, "RGB buffer size mismatch"))
 }
 
 // ---- Pillow's Resample.c (ImagingResample with the BICUBIC filter, 8 bits per channel) ----
@@ -186,19 +165,11 @@ fn precompute_coeffs(in_size: u32, out_size: u32) -> Coeffs {
         for (x, &kx) in k.iter().enumerate().take(count) {
             let kx = if ww != 0.0 { kx / ww } else { kx };
             let scaled = kx * (1u32 << PRECISION_BITS) as f64;
-            row[x] = if kx < 0.0 {
-                (-0.5 + scaled) as i32
-            } else {
-                (0.5 + scaled) as i32
-            };
+            row[x] = if kx < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 };
         }
         bounds.push((xmin as usize, count));
     }
-    Coeffs {
-        ksize,
-        bounds,
-        weights,
-    }
+    Coeffs { ksize, bounds, weights }
 }
 
 fn clip8(v: i32) -> u8 {
@@ -206,14 +177,7 @@ fn clip8(v: i32) -> u8 {
 }
 
 /// Horizontal pass over rows `first_row..first_row + rows` of `src` only (the rows the vertical pass will read).
-fn resample_horizontal(
-    src: &[u8],
-    src_w: usize,
-    first_row: usize,
-    rows: usize,
-    out_w: usize,
-    c: &Coeffs,
-) -> Vec<u8> {
+fn resample_horizontal(src: &[u8], src_w: usize, first_row: usize, rows: usize, out_w: usize, c: &Coeffs) -> Vec<u8> {
     let mut out = vec![0u8; out_w * rows * 3];
     for y in 0..rows {
         let line = &src[(y + first_row) * src_w * 3..(y + first_row + 1) * src_w * 3];
@@ -274,20 +238,12 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let need_vertical = height != in_h;
     // Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many pixels as the width
     // (Pillow <= 12 always went horizontal first). The 8-bit intermediate makes the order visible in the output.
-    let vertical_first =
-        height < in_h && ((in_w as f64 - width as f64) < (in_h as f64 - height as f64) / 2.0);
+    let vertical_first = height < in_h && ((in_w as f64 - width as f64) < (in_h as f64 - height as f64) / 2.0);
     let src = img.as_raw();
     let out = if vertical_first {
         let tmp = resample_vertical(src, in_w as usize, 0, &vert);
         if need_horizontal {
-            resample_horizontal(
-                &tmp,
-                in_w as usize,
-                0,
-                height as usize,
-                width as usize,
-                &horiz,
-            )
+            resample_horizontal(&tmp, in_w as usize, 0, height as usize, width as usize, &horiz)
         } else {
             tmp
         }
@@ -300,11 +256,7 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
             (0, in_h as usize)
         };
         let tmp = resample_horizontal(src, in_w as usize, first, rows, width as usize, &horiz);
-        if need_vertical {
-            resample_vertical(&tmp, width as usize, first, &vert)
-        } else {
-            tmp
-        }
+        if need_vertical { resample_vertical(&tmp, width as usize, first, &vert) } else { tmp }
     } else {
         resample_vertical(src, in_w as usize, 0, &vert)
     };
@@ -322,11 +274,7 @@ pub fn resize_shortest_side(img: &RgbImage, size: u32) -> RgbImage {
     // Python divides two ints into a correctly rounded double, as f64 division of these exact values does.
     let new_long = (size as u64 * long as u64) as f64 / short as f64;
     let new_long = new_long as u32;
-    let (new_w, new_h) = if w <= h {
-        (size, new_long)
-    } else {
-        (new_long, size)
-    };
+    let (new_w, new_h) = if w <= h { (size, new_long) } else { (new_long, size) };
     if (new_w, new_h) == (w, h) {
         return img.clone();
     }
@@ -337,20 +285,14 @@ pub fn resize_shortest_side(img: &RgbImage, size: u32) -> RgbImage {
 fn crop_offset(len: u32, size: u32) -> u32 {
     let margin = len - size;
     let half = margin / 2;
-    if margin % 2 == 1 && half % 2 == 1 {
-        half + 1
-    } else {
-        half
-    }
+    if margin % 2 == 1 && half % 2 == 1 { half + 1 } else { half }
 }
 
 /// torchvision `CenterCrop(size)` for an image at least `size` on both sides.
 pub fn center_crop(img: &RgbImage, size: u32) -> Result<RgbImage> {
     let (w, h) = img.dimensions();
     if size > w || size > h {
-        return Err(Error::invalid(format!(
-            "cannot centre-crop {size}x{size} from a {w}x{h} image"
-        )));
+        return Err(Error::invalid(format!("cannot centre-crop {size}x{size} from a {w}x{h} image")));
     }
     let (top, left) = (crop_offset(h, size), crop_offset(w, size));
     Ok(image::imageops::crop_imm(img, left, top, size, size).to_image())

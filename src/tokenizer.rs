@@ -41,9 +41,7 @@ pub struct Tokenizer {
 impl std::fmt::Debug for Tokenizer {
     // The derived form would print all 49k merges.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer")
-            .field("vocab_size", &self.vocab_size())
-            .finish_non_exhaustive()
+        f.debug_struct("Tokenizer").field("vocab_size", &self.vocab_size()).finish_non_exhaustive()
     }
 }
 
@@ -55,13 +53,9 @@ impl Default for Tokenizer {
 
 /// GPT-2's reversible byte -> printable character table, in its insertion order (that order is the vocabulary's).
 fn bytes_to_unicode() -> Vec<(u8, char)> {
-    let printable = |b: u32| {
-        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
-    };
-    let mut table: Vec<(u8, char)> = (0u32..256)
-        .filter(|&b| printable(b))
-        .map(|b| (b as u8, char::from_u32(b).unwrap_or('?')))
-        .collect();
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let mut table: Vec<(u8, char)> =
+        (0u32..256).filter(|&b| printable(b)).map(|b| (b as u8, char::from_u32(b).unwrap_or('?'))).collect();
     let mut n = 0;
     for b in 0u32..256 {
         if !printable(b) {
@@ -88,11 +82,7 @@ impl Tokenizer {
                 (parts.next().unwrap_or(""), parts.next().unwrap_or(""))
             })
             .collect();
-        assert_eq!(
-            merges.len(),
-            NUM_MERGES,
-            "embedded BPE vocabulary is complete"
-        );
+        assert_eq!(merges.len(), NUM_MERGES, "embedded BPE vocabulary is complete");
 
         let table = bytes_to_unicode();
         let mut vocab: Vec<String> = table.iter().map(|&(_, c)| c.to_string()).collect();
@@ -111,9 +101,7 @@ impl Tokenizer {
         for (rank, (a, b)) in merges.iter().enumerate() {
             let joined = format!("{a}{b}");
             // A merge whose halves are not tokens can never fire; open_clip would never reach it either.
-            if let (Some(&ia), Some(&ib), Some(&ij)) =
-                (encoder.get(a), encoder.get(b), encoder.get(joined.as_str()))
-            {
+            if let (Some(&ia), Some(&ib), Some(&ij)) = (encoder.get(a), encoder.get(b), encoder.get(joined.as_str())) {
                 merge_map.insert((ia, ib), (rank as u32, ij));
             }
         }
@@ -124,35 +112,20 @@ impl Tokenizer {
             byte_symbol[b as usize] = i as u32;
             byte_of_char.insert(c, b);
         }
-        let decoder = vocab
-            .iter()
-            .map(|s| {
-                s.chars()
-                    .map(|c| byte_of_char.get(&c).copied().unwrap_or(b'?'))
-                    .collect()
-            })
-            .collect();
+        let decoder =
+            vocab.iter().map(|s| s.chars().map(|c| byte_of_char.get(&c).copied().unwrap_or(b'?')).collect()).collect();
 
         // open_clip's `<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+` with
         // IGNORECASE. Case folding matters for the literals ('ſ matches 's); for the classes, the character sets the
         // Python `regex` module really uses are spelled out, so that its Unicode version and its IGNORECASE quirk
         // (U+0345 belongs to no class) carry over.
-        let (l, n, none) = (
-            tables::SPLIT_LETTER,
-            tables::SPLIT_NUMBER,
-            tables::SPLIT_NONE,
-        );
+        let (l, n, none) = (tables::SPLIT_LETTER, tables::SPLIT_NUMBER, tables::SPLIT_NONE);
         let pattern = Regex::new(&format!(
             "(?i:<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d)|[{l}]+|[{n}]|[^{l}{n}{none}]+"
         ))
         .expect("tokenizer pattern compiles");
 
-        Tokenizer {
-            byte_symbol,
-            merges: merge_map,
-            decoder,
-            pattern,
-        }
+        Tokenizer { byte_symbol, merges: merge_map, decoder, pattern }
     }
 
     /// open_clip's cleaning: ftfy.fix_text, html.unescape twice, whitespace collapsed and stripped, lowercased.
@@ -189,11 +162,8 @@ impl Tokenizer {
 
     /// Ids back to text, one space per word end; ids outside the vocabulary are skipped.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids
-            .iter()
-            .filter_map(|&id| self.decoder.get(id as usize))
-            .flat_map(|b| b.iter().copied())
-            .collect();
+        let bytes: Vec<u8> =
+            ids.iter().filter_map(|&id| self.decoder.get(id as usize)).flat_map(|b| b.iter().copied()).collect();
         String::from_utf8_lossy(&bytes).replace("</w>", " ")
     }
 
@@ -212,11 +182,7 @@ impl Tokenizer {
         while symbols.len() > 1 {
             let best = symbols
                 .windows(2)
-                .filter_map(|p| {
-                    self.merges
-                        .get(&(p[0], p[1]))
-                        .map(|&(rank, id)| (rank, p[0], p[1], id))
-                })
+                .filter_map(|p| self.merges.get(&(p[0], p[1])).map(|&(rank, id)| (rank, p[0], p[1], id)))
                 .min_by_key(|&(rank, ..)| rank);
             let Some((_, first, second, id)) = best else {
                 break;
@@ -257,10 +223,7 @@ mod tests {
     #[test]
     fn special_tokens_in_text_and_truncation() {
         let tok = Tokenizer::new();
-        assert_eq!(
-            tok.encode("a photo of a cat"),
-            [SOT, 320, 1125, 539, 320, 2368, EOT]
-        );
+        assert_eq!(tok.encode("a photo of a cat"), [SOT, 320, 1125, 539, 320, 2368, EOT]);
         let long = "cat ".repeat(100);
         let ids = tok.encode_for_context(&long, CONTEXT_LENGTH);
         assert_eq!(ids.len(), CONTEXT_LENGTH);
@@ -268,9 +231,6 @@ mod tests {
         assert_eq!(ids[CONTEXT_LENGTH - 1], EOT);
         assert_eq!(tok.encode_for_context("cat", 1), [EOT]);
         assert!(tok.encode_for_context("cat", 0).is_empty());
-        assert_eq!(
-            tok.decode(&tok.encode("A PHOTO of a Dog!!")),
-            "<start_of_text>a photo of a dog !! <end_of_text>"
-        );
+        assert_eq!(tok.decode(&tok.encode("A PHOTO of a Dog!!")), "<start_of_text>a photo of a dog !! <end_of_text>");
     }
 }

@@ -31,16 +31,11 @@ pub fn parse_labels(list: &str) -> Result<Vec<String>> {
 
 pub fn check_labels(labels: &[String]) -> Result<()> {
     if labels.is_empty() || labels.iter().all(|l| l.is_empty()) {
-        return Err(Error::invalid(
-            "no labels given: pass at least one, e.g. --labels \"cat,dog\"",
-        ));
+        return Err(Error::invalid("no labels given: pass at least one, e.g. --labels \"cat,dog\""));
     }
     for (i, label) in labels.iter().enumerate() {
         if label.trim().is_empty() {
-            return Err(Error::invalid(format!(
-                "label {} is empty (check for doubled or trailing commas)",
-                i + 1
-            )));
+            return Err(Error::invalid(format!("label {} is empty (check for doubled or trailing commas)", i + 1)));
         }
         if label.chars().count() > MAX_LABEL_CHARS {
             return Err(Error::invalid(format!(
@@ -63,9 +58,7 @@ pub fn check_template(template: &str) -> Result<()> {
         0 => Err(Error::invalid(format!(
             "template \"{template}\" has no {{}} where the label goes, e.g. \"a photo of a {{}}.\""
         ))),
-        n => Err(Error::invalid(format!(
-            "template \"{template}\" has {n} {{}}; use exactly one"
-        ))),
+        n => Err(Error::invalid(format!("template \"{template}\" has {n} {{}}; use exactly one"))),
     }
 }
 
@@ -80,12 +73,7 @@ pub struct ZeroShotClassifier {
 }
 
 impl ZeroShotClassifier {
-    pub fn new(
-        model: &Clip,
-        tokenizer: &Tokenizer,
-        labels: &[String],
-        templates: &[String],
-    ) -> Result<Self> {
+    pub fn new(model: &Clip, tokenizer: &Tokenizer, labels: &[String], templates: &[String]) -> Result<Self> {
         check_labels(labels)?;
         if templates.is_empty() {
             return Err(Error::invalid("no prompt template given"));
@@ -110,10 +98,7 @@ impl ZeroShotClassifier {
         let tokens = TokenBatch::new(&sequences, text.context_length, text.vocab_size)?;
         let per_prompt = model.encode_text(&tokens); // [templates * labels, dim], template-major
         let dim = per_prompt.dims()[1];
-        let mean = per_prompt
-            .reshape([templates.len(), labels.len(), dim])
-            .mean_dim(0)
-            .reshape([labels.len(), dim]);
+        let mean = per_prompt.reshape([templates.len(), labels.len(), dim]).mean_dim(0).reshape([labels.len(), dim]);
         Ok(Self {
             labels: labels.to_vec(),
             templates: templates.to_vec(),
@@ -137,9 +122,7 @@ impl ZeroShotClassifier {
 
     /// `exp(logit_scale) * cosine`, [images, labels], from normalised image embeddings.
     pub fn logits(&self, image_embeddings: Tensor<2>) -> Tensor<2> {
-        image_embeddings
-            .matmul(self.label_embeddings.clone().transpose())
-            .mul_scalar(self.logit_scale.exp())
+        image_embeddings.matmul(self.label_embeddings.clone().transpose()).mul_scalar(self.logit_scale.exp())
     }
 
     /// Class probabilities, [images, labels].
@@ -173,9 +156,7 @@ pub fn predictions(labels: &[String], probs: &[f32]) -> Vec<Prediction> {
 
 /// Index of the largest value (the first on ties, like PyTorch).
 pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
 }
 
 /// Indices of `scores` from best to worst (stable on ties): a retrieval ranking.
@@ -196,10 +177,7 @@ mod tests {
 
     #[test]
     fn labels_and_templates_are_checked() {
-        assert_eq!(
-            parse_labels(" cat, dog ,red square").unwrap(),
-            ["cat", "dog", "red square"]
-        );
+        assert_eq!(parse_labels(" cat, dog ,red square").unwrap(), ["cat", "dog", "red square"]);
         for bad in ["", " , ", "cat,,dog", "cat,dog,", "cat,cat"] {
             assert!(parse_labels(bad).is_err(), "{bad:?}");
         }

@@ -9,18 +9,11 @@ use std::process::{Command, Output};
 use common::*;
 
 fn advclip(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advclip"))
-        .args(args)
-        .output()
-        .expect("advclip runs")
+    Command::new(env!("CARGO_BIN_EXE_advclip")).args(args).output().expect("advclip runs")
 }
 
 fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "advclip failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "advclip failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -88,16 +81,7 @@ fn check_resume_is_exact(mode: &[&str]) {
 
     let sidecar: serde_json::Value =
         serde_json::from_slice(&std::fs::read(straight.with_extension("json")).unwrap()).unwrap();
-    for key in [
-        "mode",
-        "model",
-        "image_size",
-        "area_fraction",
-        "placement",
-        "seed",
-        "steps",
-        "metrics",
-    ] {
+    for key in ["mode", "model", "image_size", "area_fraction", "placement", "seed", "steps", "metrics"] {
         assert!(sidecar.get(key).is_some(), "sidecar lacks {key}: {sidecar}");
     }
     assert_eq!(sidecar["steps"], 4);
@@ -121,13 +105,7 @@ fn eval_reports_every_metric_and_apply_writes_images() {
     let dir = tempfile::tempdir().unwrap();
     let data = image_folder(dir.path());
     let patch = dir.path().join("p.png");
-    ok(train(
-        &data,
-        &patch,
-        &["--mode", "targeted", "--target", "dog"],
-        2,
-        false,
-    ));
+    ok(train(&data, &patch, &["--mode", "targeted", "--target", "dog"], 2, false));
     let tiny = fixture("tiny");
     let out = ok(advclip(&[
         "eval",
@@ -141,22 +119,17 @@ fn eval_reports_every_metric_and_apply_writes_images() {
         "jpeg:75",
         "--defence",
         "blur:1",
+        "--probe",
         "--json",
     ]));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in [
-        "clean_accuracy",
-        "patched_accuracy",
-        "fooling_rate",
-        "targeted_success_rate",
-    ] {
-        let v = json[key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{key} missing: {json}"));
+    for key in ["clean_accuracy", "patched_accuracy", "fooling_rate", "targeted_success_rate"] {
+        let v = json[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {json}"));
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
     assert_eq!(json["images"], 8);
     assert_eq!(json["defences"].as_array().unwrap().len(), 2);
+    assert_eq!(json["mlp_probe"]["test_images"], 4, "{json}");
 
     let applied = dir.path().join("applied");
     let image = fixture("images/landscape_301x217.png");
@@ -169,15 +142,9 @@ fn eval_reports_every_metric_and_apply_writes_images() {
         applied.to_str().unwrap(),
     ]));
     let before = image::open(&image).unwrap().to_rgb8();
-    let after = image::open(applied.join("landscape_301x217.png"))
-        .unwrap()
-        .to_rgb8();
+    let after = image::open(applied.join("landscape_301x217.png")).unwrap().to_rgb8();
     assert_eq!(before.dimensions(), after.dimensions());
-    let changed = before
-        .pixels()
-        .zip(after.pixels())
-        .filter(|(a, b)| a != b)
-        .count();
+    let changed = before.pixels().zip(after.pixels()).filter(|(a, b)| a != b).count();
     // A 5/32 side patch on a 217 px short side covers about 34x34 pixels.
     assert!((500..2000).contains(&changed), "{changed} pixels changed");
 }
@@ -189,19 +156,10 @@ fn bad_training_inputs_get_clear_errors() {
     std::fs::write(data.join("cat/broken.png"), b"not a png").unwrap();
     let out = dir.path().join("p.png");
     // An unreadable image is skipped with a warning, not fatal.
-    let run = ok(train(
-        &data,
-        &out,
-        &["--mode", "targeted", "--target", "cat"],
-        3,
-        false,
-    ));
+    let run = ok(train(&data, &out, &["--mode", "targeted", "--target", "cat"], 3, false));
     let sidecar: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.with_extension("json")).unwrap()).unwrap();
-    assert!(
-        sidecar["metrics"]["skipped_images"].as_u64().unwrap() >= 1,
-        "{sidecar}"
-    );
+    assert!(sidecar["metrics"]["skipped_images"].as_u64().unwrap() >= 1, "{sidecar}");
     assert!(String::from_utf8_lossy(&run.stderr).contains("broken.png"));
 
     let fail = |out: Output, needle: &str| {
@@ -211,37 +169,13 @@ fn bad_training_inputs_get_clear_errors() {
             "expected an error with {needle:?}: {stderr}"
         );
     };
-    fail(
-        train(
-            &data,
-            &out,
-            &["--mode", "targeted", "--target", "horse"],
-            2,
-            false,
-        ),
-        "horse",
-    );
-    fail(
-        train(&data, &out, &["--mode", "targeted"], 2, false),
-        "--target",
-    );
+    fail(train(&data, &out, &["--mode", "targeted", "--target", "horse"], 2, false), "horse");
+    fail(train(&data, &out, &["--mode", "targeted"], 2, false), "--target");
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(empty.join("cat")).unwrap();
-    fail(
-        train(&empty, &out, &["--mode", "advclip"], 2, false),
-        "no images",
-    );
+    fail(train(&empty, &out, &["--mode", "advclip"], 2, false), "no images");
     // A checkpoint from other settings is refused, and kept.
-    fail(
-        train(
-            &data,
-            &out,
-            &["--mode", "targeted", "--target", "dog"],
-            4,
-            true,
-        ),
-        "other settings",
-    );
+    fail(train(&data, &out, &["--mode", "targeted", "--target", "dog"], 4, true), "other settings");
     assert!(out.with_extension("ckpt").exists());
     // A patch whose PNG does not match its sidecar.
     let wrong = dir.path().join("wrong.png");
@@ -260,4 +194,54 @@ fn bad_training_inputs_get_clear_errors() {
         ]),
         "sidecar",
     );
+}
+
+#[test]
+fn eval_on_captioned_images_reports_retrieval() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = image_folder(dir.path());
+    let patch = dir.path().join("p.png");
+    ok(train(&data, &patch, &["--mode", "advclip"], 1, false));
+    // The same images as an image + caption list.
+    let captions = [
+        "a photo of a cat",
+        "a cat on grass",
+        "a small cat",
+        "a grey cat",
+        "a dog",
+        "a dog running",
+        "a big dog",
+        "a dog at night",
+    ];
+    let mut lines = String::new();
+    for (i, caption) in captions.iter().enumerate() {
+        let class = if i < 4 { "cat" } else { "dog" };
+        lines += &format!("{{\"path\": \"data/{class}/{}.png\", \"caption\": \"{caption}\"}}\n", i % 4);
+    }
+    let list = dir.path().join("pairs.jsonl");
+    std::fs::write(&list, lines).unwrap();
+    let tiny = fixture("tiny");
+    let out = ok(advclip(&[
+        "eval",
+        "--weights",
+        tiny.to_str().unwrap(),
+        "--data",
+        list.to_str().unwrap(),
+        "--labels",
+        "cat,dog",
+        "--patch",
+        patch.to_str().unwrap(),
+        "--json",
+    ]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for direction in ["image_to_text_clean", "image_to_text_patched", "text_to_image_clean", "text_to_image_patched"] {
+        for key in ["recall_at_1", "recall_at_5", "recall_at_10", "map", "map_at_1"] {
+            let v = json["retrieval"][direction][key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{direction}.{key} missing: {json}"));
+            assert!((0.0..=1.0).contains(&v), "{direction}.{key} = {v}");
+        }
+        // 8 items: recall at 10 is always 1.
+        assert_eq!(json["retrieval"][direction]["recall_at_10"], 1.0);
+    }
 }

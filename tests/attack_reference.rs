@@ -24,19 +24,9 @@ fn tensor<const D: usize>(r: &RefTensor, device: &Device) -> Tensor<D> {
 /// |a - b| <= atol + rtol * |b| everywhere.
 fn assert_allclose(what: &str, actual: &[f32], expected: &[f32], atol: f32, rtol: f32) {
     assert_eq!(actual.len(), expected.len(), "{what}: length");
-    let worst = actual
-        .iter()
-        .zip(expected)
-        .map(|(a, b)| (a - b).abs() - rtol * b.abs())
-        .fold(f32::MIN, f32::max);
-    assert!(
-        worst <= atol,
-        "{what}: off by {worst:e} beyond rtol {rtol:e}"
-    );
-    eprintln!(
-        "{what}: max abs diff {:.2e}",
-        max_abs_diff(actual, expected)
-    );
+    let worst = actual.iter().zip(expected).map(|(a, b)| (a - b).abs() - rtol * b.abs()).fold(f32::MIN, f32::max);
+    assert!(worst <= atol, "{what}: off by {worst:e} beyond rtol {rtol:e}");
+    eprintln!("{what}: max abs diff {:.2e}", max_abs_diff(actual, expected));
 }
 
 #[test]
@@ -62,20 +52,8 @@ fn losses_and_their_gradients_match_pytorch() {
         1e-5,
         1e-4,
     );
-    assert_allclose(
-        "graph_c",
-        &values(attack::topology_graph(e_c.clone())),
-        &r["graph_c"].values,
-        1e-6,
-        1e-4,
-    );
-    assert_allclose(
-        "graph_a",
-        &values(attack::topology_graph(e_a.clone())),
-        &r["graph_a"].values,
-        1e-6,
-        1e-4,
-    );
+    assert_allclose("graph_c", &values(attack::topology_graph(e_c.clone())), &r["graph_c"].values, 1e-6, 1e-4);
+    assert_allclose("graph_a", &values(attack::topology_graph(e_a.clone())), &r["graph_a"].values, 1e-6, 1e-4);
     assert_allclose(
         "topo_ca",
         &scalar(attack::topology_deviation(e_c.clone(), e_a.clone())),
@@ -92,39 +70,15 @@ fn losses_and_their_gradients_match_pytorch() {
     );
 
     let l_adv = attack::embedding_deviation_loss(e_c.clone(), e_a.clone(), Some(e_t.clone()), 5.0);
-    assert_allclose(
-        "l_adv",
-        &scalar(l_adv.clone()),
-        &r["l_adv"].values,
-        1e-5,
-        1e-4,
-    );
+    assert_allclose("l_adv", &scalar(l_adv.clone()), &r["l_adv"].values, 1e-5, 1e-4);
     let grad = e_a.grad(&l_adv.backward()).unwrap();
-    assert_allclose(
-        "d l_adv / d e_a",
-        &values(grad),
-        &r["grad_l_adv_e_a"].values,
-        1e-5,
-        1e-4,
-    );
+    assert_allclose("d l_adv / d e_a", &values(grad), &r["grad_l_adv_e_a"].values, 1e-5, 1e-4);
 
     let e_a = tensor::<2>(&r["e_a"], &device).require_grad();
     let l_topo = attack::topology_deviation_loss(e_c, e_a.clone(), Some(e_t), 5.0);
-    assert_allclose(
-        "l_topo",
-        &scalar(l_topo.clone()),
-        &r["l_topo"].values,
-        1e-5,
-        1e-4,
-    );
+    assert_allclose("l_topo", &scalar(l_topo.clone()), &r["l_topo"].values, 1e-5, 1e-4);
     let grad = e_a.grad(&l_topo.backward()).unwrap();
-    assert_allclose(
-        "d l_topo / d e_a",
-        &values(grad),
-        &r["grad_l_topo_e_a"].values,
-        1e-5,
-        1e-4,
-    );
+    assert_allclose("d l_topo / d e_a", &values(grad), &r["grad_l_topo_e_a"].values, 1e-5, 1e-4);
 
     let d = tensor::<2>(&r["d_probs"], &device);
     assert_allclose(
@@ -152,37 +106,15 @@ fn patch_gradient_and_adam_steps_through_clip_match_pytorch() {
     assert_eq!((placement.size, placement.top, placement.left), (5, 25, 25));
     let images = tensor::<4>(&r["images"], &device);
     let labels: Vec<String> = ["cat", "dog", "red square"].map(String::from).to_vec();
-    let head = ZeroShotClassifier::new(
-        &model,
-        &Tokenizer::new(),
-        &labels,
-        &["a photo of a {}.".to_string()],
-    )
-    .unwrap();
-    assert_allclose(
-        "label embeddings",
-        &values(head.label_embeddings()),
-        &r["label_embeds"].values,
-        1e-5,
-        1e-4,
-    );
+    let head = ZeroShotClassifier::new(&model, &Tokenizer::new(), &labels, &["a photo of a {}.".to_string()]).unwrap();
+    assert_allclose("label embeddings", &values(head.label_embeddings()), &r["label_embeds"].values, 1e-5, 1e-4);
 
     // The gradient of the targeted loss w.r.t. the patch pixels, end to end through the image tower.
     let patch0 = tensor::<3>(&r["patch0"], &device);
     let patched = attack::paste_patch(images.clone(), patch0.clone(), &placement);
-    assert_allclose(
-        "patched images",
-        &values(patched),
-        &r["patched_images"].values,
-        0.0,
-        0.0,
-    );
-    let mut trainer = TargetedPatchTrainer::new(
-        patch0.clone(),
-        head.label_embeddings(),
-        model.logit_scale,
-        TargetedConfig::new(2),
-    );
+    assert_allclose("patched images", &values(patched), &r["patched_images"].values, 0.0, 0.0);
+    let mut trainer =
+        TargetedPatchTrainer::new(patch0.clone(), head.label_embeddings(), model.logit_scale, TargetedConfig::new(2));
     let p = patch0.clone().require_grad();
     let logits = attack::paste_patch(images.clone(), p.clone(), &placement);
     let logits = model
@@ -190,24 +122,12 @@ fn patch_gradient_and_adam_steps_through_clip_match_pytorch() {
         .matmul(head.label_embeddings().transpose())
         .mul_scalar(model.logit_scale.exp());
     let loss = trainer.loss(logits);
-    assert_allclose(
-        "loss0",
-        &values(loss.clone()),
-        &r["loss0"].values,
-        1e-5,
-        1e-4,
-    );
-    assert_allclose(
-        "grad0",
-        &values(p.grad(&loss.backward()).unwrap()),
-        &r["grad0"].values,
-        1e-6,
-        1e-3,
-    );
+    assert_allclose("loss0", &values(loss.clone()), &r["loss0"].values, 1e-5, 1e-4);
+    assert_allclose("grad0", &values(p.grad(&loss.backward()).unwrap()), &r["grad0"].values, 1e-6, 1e-3);
 
     // Three Adam steps (lr 0.05, betas 0.5/0.999), each followed by the [0, 1] clamp.
     for step in 0..3 {
-        let out = trainer.step(&model, images.clone(), &placement);
+        let out = trainer.step(&model, images.clone(), &attack::placement::Paste::Fixed(placement));
         assert_allclose(
             &format!("loss at step {step}"),
             &values(out.loss),
@@ -226,31 +146,20 @@ fn patch_gradient_and_adam_steps_through_clip_match_pytorch() {
 
     // The AdvCLIP objective with the patch as the variable: 10 * L_adv + L_topo + MSE, and its gradient.
     let tokenizer = Tokenizer::new();
-    let captions: Vec<String> = [
-        "a photo of a cat",
-        "a diagram of a red square",
-        "two dogs playing in the snow at night",
-        "a photo of a dog",
-    ]
-    .map(String::from)
-    .to_vec();
+    let captions: Vec<String> =
+        ["a photo of a cat", "a diagram of a red square", "two dogs playing in the snow at night", "a photo of a dog"]
+            .map(String::from)
+            .to_vec();
     let tokens = advclip::embed::tokenize_texts(&model, &tokenizer, &captions).unwrap();
     let e_t = model.text_features(&tokens);
     let e_c = model.image_features(attack::normalize_pixels(images.clone()));
     let p = patch0.require_grad();
     let adv = attack::paste_patch(images.clone(), p.clone(), &placement);
     let e_a = model.image_features(attack::normalize_pixels(adv.clone()));
-    let total = attack::embedding_deviation_loss(e_c.clone(), e_a.clone(), Some(e_t.clone()), 5.0)
-        .mul_scalar(10.0)
+    let total = attack::embedding_deviation_loss(e_c.clone(), e_a.clone(), Some(e_t.clone()), 5.0).mul_scalar(10.0)
         + attack::topology_deviation_loss(e_c, e_a, Some(e_t), 5.0)
         + attack::losses::mse(adv, images);
-    assert_allclose(
-        "advclip total",
-        &values(total.clone()),
-        &r["advclip_total0"].values,
-        1e-4,
-        1e-4,
-    );
+    assert_allclose("advclip total", &values(total.clone()), &r["advclip_total0"].values, 1e-4, 1e-4);
     assert_allclose(
         "advclip grad",
         &values(p.grad(&total.backward()).unwrap()),

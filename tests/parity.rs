@@ -6,10 +6,7 @@ use advclip::model::{ClipConfig, Preset, TokenBatch, load_clip, load_clip_from_b
 use burn::tensor::{Tensor, TensorData};
 use common::*;
 
-fn pixels(
-    reference: &std::collections::HashMap<String, RefTensor>,
-    device: &burn::tensor::Device,
-) -> Tensor<4> {
+fn pixels(reference: &std::collections::HashMap<String, RefTensor>, device: &burn::tensor::Device) -> Tensor<4> {
     let p = &reference["pixel_values"];
     let shape: [usize; 4] = p.shape.clone().try_into().unwrap();
     Tensor::from_data(TensorData::new(p.values.clone(), shape), device)
@@ -22,20 +19,13 @@ fn tiny_model_matches_transformers_layer_by_layer() {
     let reference = read_reference("tiny/reference.safetensors");
     let config = model.config().clone();
 
-    let (pooled, vision_states) = model
-        .vision_model
-        .forward_with_hidden_states(pixels(&reference, &device));
+    let (pooled, vision_states) = model.vision_model.forward_with_hidden_states(pixels(&reference, &device));
     assert_eq!(vision_states.len(), config.vision.num_layers + 1);
     for (i, state) in vision_states.into_iter().enumerate() {
         let key = format!("vision_hidden.{i}");
         assert_close(&key, &values(state), &reference[&key].values, 1e-5);
     }
-    assert_close(
-        "vision_pooled",
-        &values(pooled),
-        &reference["vision_pooled"].values,
-        1e-5,
-    );
+    assert_close("vision_pooled", &values(pooled), &reference["vision_pooled"].values, 1e-5);
 
     let ids = id_rows(&reference["input_ids"]);
     let tokens = TokenBatch::new(&ids, config.text.context_length, config.text.vocab_size).unwrap();
@@ -44,86 +34,43 @@ fn tiny_model_matches_transformers_layer_by_layer() {
         let key = format!("text_hidden.{i}");
         assert_close(&key, &values(state), &reference[&key].values, 1e-5);
     }
-    assert_close(
-        "text_pooled",
-        &values(pooled),
-        &reference["text_pooled"].values,
-        1e-5,
-    );
+    assert_close("text_pooled", &values(pooled), &reference["text_pooled"].values, 1e-5);
 
     let image_features = model.image_features(pixels(&reference, &device));
     let text_features = model.text_features(&tokens);
-    assert_close(
-        "image_features",
-        &values(image_features),
-        &reference["image_features"].values,
-        1e-5,
-    );
-    assert_close(
-        "text_features",
-        &values(text_features),
-        &reference["text_features"].values,
-        1e-5,
-    );
+    assert_close("image_features", &values(image_features), &reference["image_features"].values, 1e-5);
+    assert_close("text_features", &values(text_features), &reference["text_features"].values, 1e-5);
     let image = model.encode_image(pixels(&reference, &device));
     let text = model.encode_text(&tokens);
-    assert_close(
-        "image_embeds",
-        &values(image.clone()),
-        &reference["image_embeds_normalized"].values,
-        1e-5,
-    );
-    assert_close(
-        "text_embeds",
-        &values(text.clone()),
-        &reference["text_embeds_normalized"].values,
-        1e-5,
-    );
-    assert_close(
-        "logits_per_image",
-        &values(model.logits(image, text)),
-        &reference["logits_per_image"].values,
-        1e-4,
-    );
+    assert_close("image_embeds", &values(image.clone()), &reference["image_embeds_normalized"].values, 1e-5);
+    assert_close("text_embeds", &values(text.clone()), &reference["text_embeds_normalized"].values, 1e-5);
+    assert_close("logits_per_image", &values(model.logits(image, text)), &reference["logits_per_image"].values, 1e-4);
 }
 
 #[test]
 fn tiny_model_texts_tokenize_like_open_clip() {
     let reference = read_reference("tiny/reference.safetensors");
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("tiny/reference.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny/reference.json")).unwrap()).unwrap();
     let tokenizer = advclip::tokenizer::Tokenizer::new();
     let expected = id_rows(&reference["input_ids"]);
     for (text, ids) in meta["texts"].as_array().unwrap().iter().zip(expected) {
-        assert_eq!(
-            tokenizer.encode_for_context(text.as_str().unwrap(), 77),
-            ids,
-            "{text}"
-        );
+        assert_eq!(tokenizer.encode_for_context(text.as_str().unwrap(), 77), ids, "{text}");
     }
 }
 
 #[test]
 fn seeded_stream_matches_the_python_generator() {
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("b32/reference.json")).unwrap())
-            .unwrap();
-    let checks = meta["stream_check"]
-        .as_object()
-        .expect("stream_check in b32/reference.json");
+        serde_json::from_str(&std::fs::read_to_string(fixture("b32/reference.json")).unwrap()).unwrap();
+    let checks = meta["stream_check"].as_object().expect("stream_check in b32/reference.json");
     let shapes: std::collections::HashMap<String, Vec<usize>> =
         advclip::model::hf_tensor_shapes(&Preset::VitB32.config())
             .into_iter()
             .chain([("input.pixel_values".to_string(), vec![2, 3, 224, 224])])
             .collect();
     for (name, check) in checks {
-        let expected: Vec<u32> = check["bits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b.as_u64().unwrap() as u32)
-            .collect();
+        let expected: Vec<u32> = check["bits"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u32).collect();
         let got: Vec<u32> = if name == "input.pixel_values" {
             seeded_values(name, expected.len(), 2.0, 0.0)
         } else {
@@ -142,13 +89,8 @@ fn seeded_stream_matches_the_python_generator() {
 fn vit_b32_matches_transformers() {
     let device = test_device();
     let config: ClipConfig =
-        ClipConfig::from_hf_json(&std::fs::read_to_string(fixture("b32/config.json")).unwrap())
-            .unwrap();
-    assert_eq!(
-        config,
-        Preset::VitB32.config(),
-        "the fixture is the ViT-B/32 preset"
-    );
+        ClipConfig::from_hf_json(&std::fs::read_to_string(fixture("b32/config.json")).unwrap()).unwrap();
+    assert_eq!(config, Preset::VitB32.config(), "the fixture is the ViT-B/32 preset");
     let bytes = seeded_checkpoint(&config);
     // No config.json: the lone-file path infers ViT-B/32 from the tensor shapes.
     let model = load_clip_from_bytes(bytes, None, "seeded-b32", &device).unwrap();
@@ -156,27 +98,14 @@ fn vit_b32_matches_transformers() {
 
     let reference = read_reference("b32/reference.safetensors");
     let pixel_values = Tensor::from_data(
-        TensorData::new(
-            seeded_values("input.pixel_values", 2 * 3 * 224 * 224, 2.0, 0.0),
-            [2, 3, 224, 224],
-        ),
+        TensorData::new(seeded_values("input.pixel_values", 2 * 3 * 224 * 224, 2.0, 0.0), [2, 3, 224, 224]),
         &device,
     );
     let tokens = TokenBatch::new(&id_rows(&reference["input_ids"]), 77, 49408).unwrap();
     let image = model.encode_image(pixel_values);
     let text = model.encode_text(&tokens);
-    assert_close(
-        "b32 image_embeds",
-        &values(image.clone()),
-        &reference["image_embeds_normalized"].values,
-        1e-4,
-    );
-    assert_close(
-        "b32 text_embeds",
-        &values(text.clone()),
-        &reference["text_embeds_normalized"].values,
-        1e-4,
-    );
+    assert_close("b32 image_embeds", &values(image.clone()), &reference["image_embeds_normalized"].values, 1e-4);
+    assert_close("b32 text_embeds", &values(text.clone()), &reference["text_embeds_normalized"].values, 1e-4);
     assert_close(
         "b32 logits_per_image",
         &values(model.logits(image, text)),
@@ -192,19 +121,30 @@ fn f16_copy_loads_and_stays_close() {
     let bytes = std::fs::read(fixture("tiny/model.safetensors")).unwrap();
     let config = std::fs::read_to_string(fixture("tiny/config.json")).unwrap();
     let half = advclip::model::convert_to_f16(&bytes, "tiny").unwrap();
-    assert!(
-        half.len() < bytes.len() * 6 / 10,
-        "{} -> {} bytes",
-        bytes.len(),
-        half.len()
-    );
+    assert!(half.len() < bytes.len() * 6 / 10, "{} -> {} bytes", bytes.len(), half.len());
     let model = load_clip_from_bytes(half, Some(&config), "tiny-f16", &device).unwrap();
     let reference = read_reference("tiny/reference.safetensors");
     let image = model.encode_image(pixels(&reference, &device));
+    assert_close("f16 image_embeds", &values(image), &reference["image_embeds_normalized"].values, 5e-3);
+}
+
+/// Saving writes what transformers loads: the same tensor names and shapes, and loading it back changes nothing.
+#[test]
+fn saved_models_round_trip_in_the_hugging_face_layout() {
+    let device = test_device();
+    let model = load_clip(&fixture("tiny"), &device).unwrap();
+    let bytes = advclip::model::save_clip_safetensors(&model, false).unwrap();
+    let header = advclip::model::inspect_weights(&bytes, "saved").unwrap();
+    let expected: std::collections::BTreeMap<String, Vec<usize>> =
+        advclip::model::hf_tensor_shapes(model.config()).into_iter().collect();
+    assert_eq!(header.shapes, expected);
+    assert_eq!(header.logit_scale, model.logit_scale);
+    let again = load_clip_from_bytes(bytes, Some(&model.config().to_hf_json()), "saved", &device).unwrap();
+    let reference = read_reference("tiny/reference.safetensors");
     assert_close(
-        "f16 image_embeds",
-        &values(image),
-        &reference["image_embeds_normalized"].values,
-        5e-3,
+        "round trip",
+        &values(again.encode_image(pixels(&reference, &device))),
+        &values(model.encode_image(pixels(&reference, &device))),
+        0.0,
     );
 }

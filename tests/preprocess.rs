@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 
 use advclip::preprocess::{
-    CLIP_STD, center_crop, decode_image, normalize, preprocess, resize_bicubic,
-    resize_shortest_side, rgba_to_rgb,
+    CLIP_STD, center_crop, decode_image, normalize, preprocess, resize_bicubic, resize_shortest_side, rgba_to_rgb,
 };
 use image::RgbImage;
 use safetensors::{Dtype, SafeTensors};
@@ -36,11 +35,7 @@ fn reference() -> Reference {
                 u8s.insert(name, (shape, view.data().to_vec()));
             }
             Dtype::F32 => {
-                let v = view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect();
+                let v = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
                 f32s.insert(name, (shape, v));
             }
             other => panic!("{name}: unexpected dtype {other:?}"),
@@ -53,21 +48,17 @@ fn reference() -> Reference {
 /// Minimal SHA-256, to compare the 224-pixel outputs with the digests in preprocess.json.
 fn sha256_hex(data: &[u8]) -> String {
     const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+        0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+        0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+        0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+        0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+        0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+        0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
         0xc67178f2,
     ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
+    let mut h: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
     let mut msg = data.to_vec();
     msg.push(0x80);
     while msg.len() % 64 != 56 {
@@ -82,33 +73,17 @@ fn sha256_hex(data: &[u8]) -> String {
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
         }
         let mut v = h;
         for i in 0..64 {
             let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
             let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
-            let t1 = v[7]
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
+            let t1 = v[7].wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
             let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
             let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
             let t2 = s0.wrapping_add(maj);
-            v = [
-                t1.wrapping_add(t2),
-                v[0],
-                v[1],
-                v[2],
-                v[3].wrapping_add(t1),
-                v[4],
-                v[5],
-                v[6],
-            ];
+            v = [t1.wrapping_add(t2), v[0], v[1], v[2], v[3].wrapping_add(t1), v[4], v[5], v[6]];
         }
         for (a, b) in h.iter_mut().zip(v) {
             *a = a.wrapping_add(b);
@@ -120,12 +95,7 @@ fn sha256_hex(data: &[u8]) -> String {
 /// Largest and mean absolute difference in grey levels.
 fn diff_u8(a: &[u8], b: &[u8]) -> (u8, f64) {
     assert_eq!(a.len(), b.len());
-    let max = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| x.abs_diff(*y))
-        .max()
-        .unwrap_or(0);
+    let max = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0);
     let sum: u64 = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u64).sum();
     (max, sum as f64 / a.len().max(1) as f64)
 }
@@ -141,43 +111,24 @@ fn matches_open_clip_on_fixture_images() {
         let file = info["file"].as_str().unwrap();
         let is_jpeg = file.ends_with(".jpg") || file.ends_with(".jpeg");
         let img = decode_image(&read(file), file).unwrap();
-        assert_eq!(
-            img.dimensions(),
-            (
-                info["width"].as_u64().unwrap() as u32,
-                info["height"].as_u64().unwrap() as u32
-            )
-        );
+        assert_eq!(img.dimensions(), (info["width"].as_u64().unwrap() as u32, info["height"].as_u64().unwrap() as u32));
         for size in [224u32, 32] {
             let key = format!("{name}@{size}");
             let meta = &info[size.to_string()];
             let resized = resize_shortest_side(&img, size);
             let (shape, want) = &r.u8s[&format!("{key}/resized")];
-            assert_eq!(
-                [resized.height() as usize, resized.width() as usize, 3],
-                shape[..],
-                "{key}: resized shape"
-            );
+            assert_eq!([resized.height() as usize, resized.width() as usize, 3], shape[..], "{key}: resized shape");
             let (resize_diff, resize_mean) = diff_u8(resized.as_raw(), want);
             let pixels = preprocess(&img, size);
             assert_eq!(pixels.len(), (3 * size * size) as usize);
             // The crop offsets: cropping the reference's own resized image must give our pixels' source.
-            let reference_resized =
-                RgbImage::from_raw(shape[1] as u32, shape[0] as u32, want.clone()).unwrap();
+            let reference_resized = RgbImage::from_raw(shape[1] as u32, shape[0] as u32, want.clone()).unwrap();
             let cropped = center_crop(&reference_resized, size).unwrap();
-            let (top, left) = (
-                meta["crop_top"].as_u64().unwrap() as u32,
-                meta["crop_left"].as_u64().unwrap() as u32,
-            );
-            let expect_crop =
-                image::imageops::crop_imm(&reference_resized, left, top, size, size).to_image();
+            let (top, left) = (meta["crop_top"].as_u64().unwrap() as u32, meta["crop_left"].as_u64().unwrap() as u32);
+            let expect_crop = image::imageops::crop_imm(&reference_resized, left, top, size, size).to_image();
             assert_eq!(cropped, expect_crop, "{key}: crop offsets");
             let pixel_diff = match r.f32s.get(&format!("{key}/pixels")) {
-                Some((_, want_px)) => pixels
-                    .iter()
-                    .zip(want_px)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0f32, f32::max),
+                Some((_, want_px)) => pixels.iter().zip(want_px).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max),
                 None => f32::NAN,
             };
             let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -191,36 +142,21 @@ fn matches_open_clip_on_fixture_images() {
             // crop or normalisation error.
             let from_reference = normalize(&cropped);
             if let Some((_, want_px)) = r.f32s.get(&format!("{key}/pixels")) {
-                assert_eq!(
-                    &from_reference, want_px,
-                    "{key}: crop + normalise of the reference resize"
-                );
+                assert_eq!(&from_reference, want_px, "{key}: crop + normalise of the reference resize");
             }
             if is_jpeg {
                 // zune-jpeg and libjpeg-turbo upsample chroma and round their IDCT differently: up to 6 levels
                 // on a few pixels of this 4:2:0 file before resizing, which bicubic overshoot can stretch a little.
-                assert!(
-                    resize_diff <= 8 && resize_mean < 0.5,
-                    "{key}: JPEG resized differs by {resize_diff}"
-                );
+                assert!(resize_diff <= 8 && resize_mean < 0.5, "{key}: JPEG resized differs by {resize_diff}");
                 if pixel_diff.is_finite() {
-                    assert!(
-                        pixel_diff <= 8.0 / 255.0 / CLIP_STD[2],
-                        "{key}: JPEG pixels differ by {pixel_diff}"
-                    );
+                    assert!(pixel_diff <= 8.0 / 255.0 / CLIP_STD[2], "{key}: JPEG pixels differ by {pixel_diff}");
                 }
             } else {
                 assert_eq!(resize_diff, 0, "{key}: PNG resize must be bit-exact");
                 if pixel_diff.is_finite() {
-                    assert!(
-                        pixel_diff <= 1.0 / 255.0 / CLIP_STD[1],
-                        "{key}: pixels differ by {pixel_diff}"
-                    );
+                    assert!(pixel_diff <= 1.0 / 255.0 / CLIP_STD[1], "{key}: pixels differ by {pixel_diff}");
                 }
-                assert!(
-                    sha_match,
-                    "{key}: pixels are not bit-identical to open_clip's"
-                );
+                assert!(sha_match, "{key}: pixels are not bit-identical to open_clip's");
             }
         }
     }
@@ -235,18 +171,8 @@ fn colour_types_decode_like_pil() {
     assert!(modes.len() >= 10);
     for (file, info) in modes {
         let img = decode_image(&read(&format!("png_modes/{file}")), file).unwrap();
-        let want: Vec<u8> = info["rgb"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u8)
-            .collect();
-        assert_eq!(
-            img.as_raw(),
-            &want,
-            "{file} (PIL mode {})",
-            info["pil_mode"]
-        );
+        let want: Vec<u8> = info["rgb"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
+        assert_eq!(img.as_raw(), &want, "{file} (PIL mode {})", info["pil_mode"]);
     }
 }
 
@@ -275,27 +201,13 @@ fn resize_matches_pillow_in_every_direction() {
             Some(rest) => (true, rest),
             None => (false, key.as_str()),
         };
-        let nums: Vec<u32> = spec
-            .split(['_', '-', '>', '@'])
-            .filter(|p| !p.is_empty())
-            .map(|p| p.parse().unwrap())
-            .collect();
+        let nums: Vec<u32> =
+            spec.split(['_', '-', '>', '@']).filter(|p| !p.is_empty()).map(|p| p.parse().unwrap()).collect();
         let input = synthetic(nums[0], nums[1]);
-        let got = if short {
-            resize_shortest_side(&input, nums[2])
-        } else {
-            resize_bicubic(&input, nums[2], nums[3])
-        };
-        assert_eq!(
-            [got.height() as usize, got.width() as usize, 3],
-            view.shape()[..],
-            "{key}: shape"
-        );
+        let got = if short { resize_shortest_side(&input, nums[2]) } else { resize_bicubic(&input, nums[2], nums[3]) };
+        assert_eq!([got.height() as usize, got.width() as usize, 3], view.shape()[..], "{key}: shape");
         let (max, mean) = diff_u8(got.as_raw(), view.data());
-        assert_eq!(
-            max, 0,
-            "{key}: differs from Pillow by up to {max} levels (mean {mean:.3})"
-        );
+        assert_eq!(max, 0, "{key}: differs from Pillow by up to {max} levels (mean {mean:.3})");
         checked += 1;
     }
     assert!(checked >= 20);
@@ -303,17 +215,10 @@ fn resize_matches_pillow_in_every_direction() {
 
 fn assert_image_err(result: advclip::Result<RgbImage>, name: &str, what: &str) {
     match result {
-        Ok(img) => panic!(
-            "{what}: decoded a {}x{} image instead of failing",
-            img.width(),
-            img.height()
-        ),
+        Ok(img) => panic!("{what}: decoded a {}x{} image instead of failing", img.width(), img.height()),
         Err(e) => {
             let message = e.to_string();
-            assert!(
-                message.contains(name),
-                "{what}: error {message:?} does not name {name:?}"
-            );
+            assert!(message.contains(name), "{what}: error {message:?} does not name {name:?}");
             eprintln!("{what}: {message}");
         }
     }
@@ -324,11 +229,7 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -351,84 +252,33 @@ fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     png.extend(png_chunk(b"IHDR", &ihdr));
     // zlib stream of a few zero bytes: far too little data for the claimed size.
-    png.extend(png_chunk(
-        b"IDAT",
-        &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01],
-    ));
+    png.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01]));
     png.extend(png_chunk(b"IEND", &[]));
     png
 }
 
 #[test]
 fn bad_input_gives_errors_that_name_it() {
-    assert_image_err(
-        decode_image(b"this is not an image at all", "notes.txt"),
-        "notes.txt",
-        "non-image bytes",
-    );
+    assert_image_err(decode_image(b"this is not an image at all", "notes.txt"), "notes.txt", "non-image bytes");
     assert_image_err(decode_image(&[], "empty.png"), "empty.png", "empty input");
 
     let png = read("images/landscape_301x217.png");
-    assert_image_err(
-        decode_image(&png[..png.len() / 2], "half.png"),
-        "half.png",
-        "truncated PNG",
-    );
-    assert_image_err(
-        decode_image(&png[..40], "header-only.png"),
-        "header-only.png",
-        "PNG cut after the header",
-    );
+    assert_image_err(decode_image(&png[..png.len() / 2], "half.png"), "half.png", "truncated PNG");
+    assert_image_err(decode_image(&png[..40], "header-only.png"), "header-only.png", "PNG cut after the header");
     let jpg = read("images/photo_260x200.jpg");
-    assert_image_err(
-        decode_image(&jpg[..200], "cut.jpg"),
-        "cut.jpg",
-        "truncated JPEG",
-    );
+    assert_image_err(decode_image(&jpg[..200], "cut.jpg"), "cut.jpg", "truncated JPEG");
 
     // Decompression bombs are refused from the header alone, before any pixel buffer exists.
-    assert_image_err(
-        decode_image(&png_claiming(100_000, 100_000), "bomb.png"),
-        "bomb.png",
-        "10-gigapixel PNG header",
-    );
-    assert_image_err(
-        decode_image(&png_claiming(16_000, 16_000), "wide.png"),
-        "wide.png",
-        "256-megapixel PNG header",
-    );
-    assert_image_err(
-        decode_image(&png_claiming(0, 10), "zero.png"),
-        "zero.png",
-        "zero-width PNG header",
-    );
+    assert_image_err(decode_image(&png_claiming(100_000, 100_000), "bomb.png"), "bomb.png", "10-gigapixel PNG header");
+    assert_image_err(decode_image(&png_claiming(16_000, 16_000), "wide.png"), "wide.png", "256-megapixel PNG header");
+    assert_image_err(decode_image(&png_claiming(0, 10), "zero.png"), "zero.png", "zero-width PNG header");
     // A sane header with missing pixel data is an ordinary decode error.
-    assert_image_err(
-        decode_image(&png_claiming(64, 64), "short.png"),
-        "short.png",
-        "PNG without its pixel data",
-    );
+    assert_image_err(decode_image(&png_claiming(64, 64), "short.png"), "short.png", "PNG without its pixel data");
 
-    assert_image_err(
-        rgba_to_rgb(&[0; 15], 2, 2, "canvas"),
-        "canvas",
-        "RGBA buffer one byte short",
-    );
-    assert_image_err(
-        rgba_to_rgb(&[0; 16], 2, 3, "canvas"),
-        "canvas",
-        "RGBA buffer for the wrong height",
-    );
-    assert_image_err(
-        rgba_to_rgb(&[], 0, 0, "blank canvas"),
-        "blank canvas",
-        "empty canvas",
-    );
-    assert_image_err(
-        rgba_to_rgb(&[], u32::MAX, u32::MAX, "huge canvas"),
-        "huge canvas",
-        "overflowing canvas size",
-    );
+    assert_image_err(rgba_to_rgb(&[0; 15], 2, 2, "canvas"), "canvas", "RGBA buffer one byte short");
+    assert_image_err(rgba_to_rgb(&[0; 16], 2, 3, "canvas"), "canvas", "RGBA buffer for the wrong height");
+    assert_image_err(rgba_to_rgb(&[], 0, 0, "blank canvas"), "blank canvas", "empty canvas");
+    assert_image_err(rgba_to_rgb(&[], u32::MAX, u32::MAX, "huge canvas"), "huge canvas", "overflowing canvas size");
 }
 
 #[test]

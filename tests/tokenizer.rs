@@ -10,23 +10,12 @@ fn load_cases(file: &str) -> Vec<Case> {
     let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
+    let ids = |v: &Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
     cases
         .iter()
         .map(|c| {
             let clean = c.get("clean").map(|v| v.as_str().unwrap().to_string());
-            (
-                c["text"].as_str().unwrap().to_string(),
-                clean,
-                ids(&c["ids"]),
-                ids(&c["context_ids"]),
-            )
+            (c["text"].as_str().unwrap().to_string(), clean, ids(&c["ids"]), ids(&c["context_ids"]))
         })
         .collect()
 }
@@ -38,18 +27,14 @@ fn check_cases(file: &str) {
     for (text, clean, ids, context_ids) in &cases {
         let cleaned = Tokenizer::clean(text);
         if clean.as_ref().is_some_and(|c| c != &cleaned) {
-            failures.push(format!(
-                "{text:?}: cleaned to {cleaned:?}, open_clip {clean:?}"
-            ));
+            failures.push(format!("{text:?}: cleaned to {cleaned:?}, open_clip {clean:?}"));
             continue;
         }
         let got = tok.encode(text);
         let mut ctx = tok.encode_for_context(text, CONTEXT_LENGTH);
         ctx.resize(CONTEXT_LENGTH, 0);
         if &got != ids || &ctx != context_ids {
-            failures.push(format!(
-                "{text:?}: cleaned {cleaned:?}\n  got  {got:?}\n  want {ids:?}"
-            ));
+            failures.push(format!("{text:?}: cleaned {cleaned:?}\n  got  {got:?}\n  want {ids:?}"));
         }
     }
     assert!(
@@ -77,18 +62,9 @@ fn ftfy_repair_cases_match_open_clip() {
 #[test]
 fn readme_examples() {
     let tok = Tokenizer::new();
-    assert_eq!(
-        tok.encode("a photo of a cat"),
-        [SOT, 320, 1125, 539, 320, 2368, EOT]
-    );
-    assert_eq!(
-        tok.encode("A PHOTO of a Dog!!"),
-        [SOT, 320, 1125, 539, 320, 1929, 748, EOT]
-    );
-    assert_eq!(
-        tok.encode("café naïve 😀"),
-        [SOT, 15304, 1097, 35689, 563, 7334, EOT]
-    );
+    assert_eq!(tok.encode("a photo of a cat"), [SOT, 320, 1125, 539, 320, 2368, EOT]);
+    assert_eq!(tok.encode("A PHOTO of a Dog!!"), [SOT, 320, 1125, 539, 320, 1929, 748, EOT]);
+    assert_eq!(tok.encode("café naïve 😀"), [SOT, 15304, 1097, 35689, 563, 7334, EOT]);
     assert_eq!(tok.vocab_size(), 49408);
 }
 
@@ -96,10 +72,7 @@ fn readme_examples() {
 fn decode_round_trips_cleaned_text() {
     let tok = Tokenizer::new();
     let ids = tok.encode("Hello,   “World”! café 😀");
-    assert_eq!(
-        tok.decode(&ids[1..ids.len() - 1]).trim_end(),
-        "hello , \" world \"! café 😀"
-    );
+    assert_eq!(tok.decode(&ids[1..ids.len() - 1]).trim_end(), "hello , \" world \"! café 😀");
 }
 
 #[test]

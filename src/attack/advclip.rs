@@ -8,9 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::discriminator::PatchDiscriminator;
 use super::generator::{NOISE_DIM, PatchGenerator};
-use super::losses::{
-    LossWeights, binary_cross_entropy, embedding_deviation_loss, mse, topology_deviation_loss,
-};
+use super::losses::{LossWeights, binary_cross_entropy, embedding_deviation_loss, mse, topology_deviation_loss};
 use super::placement::{PatchPlacement, normalize_pixels, paste_patch};
 use super::rng::SeededRng;
 use crate::error::{Error, Result};
@@ -68,18 +66,10 @@ impl AdvClipTrainer {
         device.seed(config.seed);
         let generator = PatchGenerator::new(placement.image_size, config.batch_size, device)?;
         let discriminator = PatchDiscriminator::new(placement.image_size, device)?;
-        let adam = || {
-            AdamConfig::new()
-                .with_beta_1(config.beta_1)
-                .with_beta_2(config.beta_2)
-                .init()
-        };
+        let adam = || AdamConfig::new().with_beta_1(config.beta_1).with_beta_2(config.beta_2).init();
         // Host-side noise: the same z on every device for the same seed.
         let z = SeededRng::new(config.seed, "advclip.noise").normals(config.batch_size * NOISE_DIM);
-        let noise = Tensor::from_data(
-            TensorData::new(z, [config.batch_size, NOISE_DIM, 1, 1]),
-            device,
-        );
+        let noise = Tensor::from_data(TensorData::new(z, [config.batch_size, NOISE_DIM, 1, 1]), device);
         Ok(Self {
             generator,
             discriminator,
@@ -101,11 +91,7 @@ impl AdvClipTrainer {
 
     fn patch_with_grad(&self) -> Tensor<3> {
         let p = &self.placement;
-        self.generator.forward(self.noise.clone()).slice([
-            0..3,
-            p.top..p.top + p.size,
-            p.left..p.left + p.size,
-        ])
+        self.generator.forward(self.noise.clone()).slice([0..3, p.top..p.top + p.size, p.left..p.left + p.size])
     }
 
     /// The current universal patch, [3, p, p] in [0, 1].
@@ -115,12 +101,7 @@ impl AdvClipTrainer {
 
     /// One iteration on a batch of exactly `batch_size` clean images in [0, 1], with the projected text features of
     /// their captions (or of label prompts), or `None` to use image terms only.
-    pub fn step(
-        &mut self,
-        model: &Clip,
-        images: Tensor<4>,
-        text_features: Option<Tensor<2>>,
-    ) -> Result<AdvClipStep> {
+    pub fn step(&mut self, model: &Clip, images: Tensor<4>, text_features: Option<Tensor<2>>) -> Result<AdvClipStep> {
         let batch = images.dims()[0];
         if batch != self.config.batch_size {
             return Err(Error::invalid(format!(
@@ -134,26 +115,17 @@ impl AdvClipTrainer {
 
         // Discriminator: clean is real, patched is fake.
         let d_loss = binary_cross_entropy(self.discriminator.forward(images.clone()), 1.0)
-            + binary_cross_entropy(
-                self.discriminator.forward(adversarial.clone().detach()),
-                0.0,
-            );
+            + binary_cross_entropy(self.discriminator.forward(adversarial.clone().detach()), 0.0);
         let grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
         let discriminator = take(&mut self.discriminator);
-        self.discriminator = self
-            .discriminator_optim
-            .step(lr, discriminator, grads)
-            .clip_weights();
+        self.discriminator = self.discriminator_optim.step(lr, discriminator, grads).clip_weights();
 
         // Generator: fool the discriminator, and push the patched embeddings away from clean images and captions.
-        let clean = model
-            .image_features(normalize_pixels(images.clone()))
-            .detach();
+        let clean = model.image_features(normalize_pixels(images.clone())).detach();
         let patched = model.image_features(normalize_pixels(adversarial.clone()));
         let text = text_features.map(|t| t.detach());
         let gan = binary_cross_entropy(self.discriminator.forward(adversarial.clone()), 1.0);
-        let embedding =
-            embedding_deviation_loss(clean.clone(), patched.clone(), text.clone(), w.beta);
+        let embedding = embedding_deviation_loss(clean.clone(), patched.clone(), text.clone(), w.beta);
         let topology = topology_deviation_loss(clean, patched, text, w.gamma);
         let reconstruction = mse(adversarial, images);
         let g_loss = gan.clone()
@@ -177,24 +149,13 @@ impl AdvClipTrainer {
     /// Generator, discriminator and both optimizer states as named blobs (for checkpoints).
     pub fn state_blobs(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let optim = |o: &ModuleOptimizer| {
-            o.into_bytes()
-                .map(|b| b.to_vec())
-                .map_err(|e| Error::invalid(format!("saving optimizer state: {e:?}")))
+            o.into_bytes().map(|b| b.to_vec()).map_err(|e| Error::invalid(format!("saving optimizer state: {e:?}")))
         };
         Ok(vec![
-            (
-                "generator".into(),
-                module_bytes(&self.generator, "generator")?,
-            ),
-            (
-                "discriminator".into(),
-                module_bytes(&self.discriminator, "discriminator")?,
-            ),
+            ("generator".into(), module_bytes(&self.generator, "generator")?),
+            ("discriminator".into(), module_bytes(&self.discriminator, "discriminator")?),
             ("generator_optim".into(), optim(&self.generator_optim)?),
-            (
-                "discriminator_optim".into(),
-                optim(&self.discriminator_optim)?,
-            ),
+            ("discriminator_optim".into(), optim(&self.discriminator_optim)?),
         ])
     }
 
@@ -202,21 +163,16 @@ impl AdvClipTrainer {
     pub fn restore(&mut self, blob: impl Fn(&str) -> Result<Vec<u8>>) -> Result<()> {
         let bytes = |name: &str| blob(name).map(burn::tensor::Bytes::from_bytes_vec);
         let mut store = BurnpackStore::from_bytes(Some(bytes("generator")?));
-        self.generator
-            .load_from(&mut store)
-            .map_err(|e| Error::invalid(format!("checkpoint generator: {e}")))?;
+        self.generator.load_from(&mut store).map_err(|e| Error::invalid(format!("checkpoint generator: {e}")))?;
         let mut store = BurnpackStore::from_bytes(Some(bytes("discriminator")?));
         self.discriminator
             .load_from(&mut store)
             .map_err(|e| Error::invalid(format!("checkpoint discriminator: {e}")))?;
         let restore_optim = |o: ModuleOptimizer, name: &str| -> Result<ModuleOptimizer> {
-            o.from_bytes(bytes(name)?)
-                .map_err(|e| Error::invalid(format!("checkpoint {name}: {e:?}")))
+            o.from_bytes(bytes(name)?).map_err(|e| Error::invalid(format!("checkpoint {name}: {e:?}")))
         };
-        self.generator_optim = restore_optim(
-            std::mem::replace(&mut self.generator_optim, AdamConfig::new().init()),
-            "generator_optim",
-        )?;
+        self.generator_optim =
+            restore_optim(std::mem::replace(&mut self.generator_optim, AdamConfig::new().init()), "generator_optim")?;
         self.discriminator_optim = restore_optim(
             std::mem::replace(&mut self.discriminator_optim, AdamConfig::new().init()),
             "discriminator_optim",
@@ -228,13 +184,8 @@ impl AdvClipTrainer {
 /// A module in Burn's own format, parameter ids included (so optimizer state finds its parameters again).
 fn module_bytes<M: Module>(module: &M, what: &str) -> Result<Vec<u8>> {
     let mut store = BurnpackStore::from_bytes(None);
-    module
-        .save_into(&mut store)
-        .map_err(|e| Error::invalid(format!("saving the {what}: {e}")))?;
-    store
-        .get_bytes()
-        .map(|b| b.to_vec())
-        .map_err(|e| Error::invalid(format!("saving the {what}: {e}")))
+    module.save_into(&mut store).map_err(|e| Error::invalid(format!("saving the {what}: {e}")))?;
+    store.get_bytes().map(|b| b.to_vec()).map_err(|e| Error::invalid(format!("saving the {what}: {e}")))
 }
 
 /// A module to hand to an optimizer step, which consumes it; cloning is cheap (tensors are shared handles) and the

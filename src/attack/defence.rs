@@ -69,15 +69,9 @@ impl Defence {
             }
             Defence::Blur(sigma) => imageops::blur(img, sigma),
             Defence::Crop(f) => {
-                let (cw, ch) = (
-                    ((w as f32 * f).round() as u32).max(1),
-                    ((h as f32 * f).round() as u32).max(1),
-                );
+                let (cw, ch) = (((w as f32 * f).round() as u32).max(1), ((h as f32 * f).round() as u32).max(1));
                 let mut rng = SeededRng::new(key, "crop defence");
-                let (x, y) = (
-                    rng.below((w - cw + 1) as usize) as u32,
-                    rng.below((h - ch + 1) as usize) as u32,
-                );
+                let (x, y) = (rng.below((w - cw + 1) as usize) as u32, rng.below((h - ch + 1) as usize) as u32);
                 let crop = imageops::crop_imm(img, x, y, cw, ch).to_image();
                 imageops::resize(&crop, w, h, imageops::FilterType::Triangle)
             }
@@ -93,23 +87,14 @@ mod tests {
     fn specs_parse_and_bad_ones_are_errors() {
         assert_eq!(Defence::parse("jpeg:75").unwrap(), Defence::Jpeg(75));
         assert_eq!(Defence::parse("resize:0.5").unwrap(), Defence::Resize(0.5));
-        for bad in [
-            "jpeg",
-            "jpeg:0",
-            "resize:2",
-            "blur:-1",
-            "sharpen:1",
-            "crop:x",
-        ] {
+        for bad in ["jpeg", "jpeg:0", "resize:2", "blur:-1", "sharpen:1", "crop:x"] {
             assert!(Defence::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn defences_keep_the_size_and_change_pixels() {
-        let img = RgbImage::from_fn(32, 32, |x, y| {
-            image::Rgb([(x * 8) as u8, (y * 8) as u8, ((x ^ y) * 8) as u8])
-        });
+        let img = RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, ((x ^ y) * 8) as u8]));
         for spec in ["jpeg:30", "resize:0.25", "blur:2", "crop:0.5"] {
             let out = Defence::parse(spec).unwrap().apply(&img, 1).unwrap();
             assert_eq!(out.dimensions(), (32, 32), "{spec}");

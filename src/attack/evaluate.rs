@@ -21,6 +21,9 @@ pub struct EvalReport {
     pub zero_shot: ZeroShotMetrics,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalReport>,
+    /// The authors' frozen-feature MLP probe (half the labelled images train it, half test it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlp_probe: Option<super::probe::ProbeMetrics>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -38,6 +41,7 @@ pub struct EvalOptions<'a> {
     pub defences: &'a [Defence],
     pub batch_size: usize,
     pub limit: Option<usize>,
+    pub probe: bool,
 }
 
 /// Evaluates `patch` ([3, p, p] pixels in [0, 1], host) at `placement` on `dataset`; unreadable images are skipped and
@@ -59,22 +63,10 @@ pub fn evaluate_patch(
         )));
     }
     let tokenizer = Tokenizer::new();
-    let head = ZeroShotClassifier::new(
-        model,
-        &tokenizer,
-        options.labels,
-        &[options.template.to_string()],
-    )?;
-    let patch_t = Tensor::<3>::from_data(
-        TensorData::new(patch.to_vec(), [3, placement.size, placement.size]),
-        device,
-    );
-    let conditions: Vec<Option<&Defence>> = std::iter::once(None)
-        .chain(options.defences.iter().map(Some))
-        .collect();
-    let n_items = options
-        .limit
-        .map_or(dataset.len(), |l| l.min(dataset.len()));
+    let head = ZeroShotClassifier::new(model, &tokenizer, options.labels, &[options.template.to_string()])?;
+    let patch_t = Tensor::<3>::from_data(TensorData::new(patch.to_vec(), [3, placement.size, placement.size]), device);
+    let conditions: Vec<Option<&Defence>> = std::iter::once(None).chain(options.defences.iter().map(Some)).collect();
+    let n_items = options.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     let mut skipped = 0;
     let mut truth = Vec::new();
     let mut captions = Vec::new();
@@ -88,10 +80,7 @@ pub fn evaluate_patch(
         let end = (start + options.batch_size.max(1)).min(n_items);
         let mut images = Vec::new();
         for item in &dataset.items[start..end] {
-            match item
-                .load()
-                .and_then(|img| super::train::unit_pixels(&img, size as u32))
-            {
+            match item.load().and_then(|img| super::train::unit_pixels(&img, size as u32)) {
                 Ok(p) => {
                     images.push(p);
                     truth.push(
@@ -110,22 +99,19 @@ pub fn evaluate_patch(
             continue;
         }
         let b = images.len();
-        let clean =
-            Tensor::<4>::from_data(TensorData::new(images.concat(), [b, 3, size, size]), device);
+        let clean = Tensor::<4>::from_data(TensorData::new(images.concat(), [b, 3, size, size]), device);
         let patched = paste_patch(clean.clone(), patch_t.clone(), placement);
         let (clean_host, patched_host) = (read(clean)?, read(patched)?);
         for (c, defence) in conditions.iter().enumerate() {
             let (clean_px, adv_px) = match defence {
                 None => (clean_host.clone(), patched_host.clone()),
-                Some(d) => (
-                    defend(&clean_host, b, size, d, start as u64)?,
-                    defend(&patched_host, b, size, d, start as u64)?,
-                ),
+                Some(d) => {
+                    (defend(&clean_host, b, size, d, start as u64)?, defend(&patched_host, b, size, d, start as u64)?)
+                }
             };
-            for (pixels, preds, embs) in [
-                (clean_px, &mut clean_pred[c], &mut clean_emb[c]),
-                (adv_px, &mut adv_pred[c], &mut adv_emb[c]),
-            ] {
+            for (pixels, preds, embs) in
+                [(clean_px, &mut clean_pred[c], &mut clean_emb[c]), (adv_px, &mut adv_pred[c], &mut adv_emb[c])]
+            {
                 let x = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, size, size]), device);
                 let e = model.encode_image(normalize_pixels(x));
                 let logits = read(head.logits(e.clone()))?;
@@ -139,10 +125,7 @@ pub fn evaluate_patch(
     }
     let labelled: Vec<usize> = (0..truth.len()).filter(|&i| truth[i].is_some()).collect();
     let text_embeddings = if captions.iter().all(Option::is_some) {
-        let texts: Vec<String> = captions
-            .iter()
-            .map(|c| c.clone().unwrap_or_default())
-            .collect();
+        let texts: Vec<String> = captions.iter().map(|c| c.clone().unwrap_or_default()).collect();
         Some(read(crate::embed::embed_texts(model, &tokenizer, &texts)?)?)
     } else {
         None
@@ -156,35 +139,23 @@ pub fn evaluate_patch(
             let t: Vec<usize> = labelled.iter().map(|&i| truth[i].unwrap_or(0)).collect();
             let zero_shot = if labelled.is_empty() {
                 // No ground truth: only the fooling rate and the targeted success are meaningful.
-                let mut m =
-                    zero_shot_metrics(&clean_pred[c], &clean_pred[c], &adv_pred[c], options.target);
+                let mut m = zero_shot_metrics(&clean_pred[c], &clean_pred[c], &adv_pred[c], options.target);
                 m.clean_accuracy = f64::NAN;
                 m.patched_accuracy = f64::NAN;
                 m
             } else {
-                zero_shot_metrics(
-                    &t,
-                    &pick(&clean_pred[c]),
-                    &pick(&adv_pred[c]),
-                    options.target,
-                )
+                zero_shot_metrics(&t, &pick(&clean_pred[c]), &pick(&adv_pred[c]), options.target)
             };
             let retrieval = text_embeddings.as_ref().map(|texts| {
                 let n = truth.len();
                 let sims = |images: &[f32]| -> (Vec<f32>, Vec<f32>) {
                     let i2t: Vec<f32> = (0..n)
                         .flat_map(|i| {
-                            (0..n).map(move |j| {
-                                dot(
-                                    &images[i * dim..(i + 1) * dim],
-                                    &texts[j * dim..(j + 1) * dim],
-                                )
-                            })
+                            (0..n).map(move |j| dot(&images[i * dim..(i + 1) * dim], &texts[j * dim..(j + 1) * dim]))
                         })
                         .collect();
-                    let t2i: Vec<f32> = (0..n)
-                        .flat_map(|j| (0..n).map(|i| i2t[i * n + j]).collect::<Vec<_>>())
-                        .collect();
+                    let t2i: Vec<f32> =
+                        (0..n).flat_map(|j| (0..n).map(|i| i2t[i * n + j]).collect::<Vec<_>>()).collect();
                     (i2t, t2i)
                 };
                 let (ci, ct) = sims(&clean_emb[c]);
@@ -197,11 +168,35 @@ pub fn evaluate_patch(
                     text_to_image_patched: retrieval_metrics(&at, n, n, pair),
                 }
             });
-            EvalReport {
-                defence: defence.map(Defence::name),
-                zero_shot,
-                retrieval,
-            }
+            let mlp_probe = (options.probe && c == 0 && labelled.len() >= 4).then(|| {
+                // Even positions of a seeded shuffle train the probe, odd ones test it.
+                let order = super::rng::SeededRng::new(0, "probe split").permutation(labelled.len());
+                let (train, test): (Vec<usize>, Vec<usize>) =
+                    order.iter().map(|&k| labelled[k]).enumerate().fold((vec![], vec![]), |(mut a, mut b), (k, i)| {
+                        if k % 2 == 0 {
+                            a.push(i)
+                        } else {
+                            b.push(i)
+                        }
+                        (a, b)
+                    });
+                let rows = |emb: &[f32], idx: &[usize]| {
+                    idx.iter().flat_map(|&i| emb[i * dim..(i + 1) * dim].iter().copied()).collect::<Vec<f32>>()
+                };
+                let label_of = |idx: &[usize]| idx.iter().map(|&i| truth[i].unwrap_or(0)).collect::<Vec<usize>>();
+                super::probe::mlp_probe(
+                    &rows(&clean_emb[c], &train),
+                    &label_of(&train),
+                    &rows(&clean_emb[c], &test),
+                    &rows(&adv_emb[c], &test),
+                    &label_of(&test),
+                    dim,
+                    options.labels.len(),
+                    0,
+                    &device.clone().autodiff(),
+                )
+            });
+            EvalReport { defence: defence.map(Defence::name), zero_shot, retrieval, mlp_probe }
         })
         .collect();
     Ok((reports, skipped))
@@ -212,10 +207,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::invalid(format!("reading a tensor: {e:?}")))
+    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::invalid(format!("reading a tensor: {e:?}")))
 }
 
 /// Applies a defence to each of `b` CHW images in [0, 1] (through 8-bit pixels, as a real pipeline would).
@@ -225,9 +217,7 @@ fn defend(pixels: &[f32], b: usize, size: usize, defence: &Defence, key: u64) ->
     for i in 0..b {
         let chw = &pixels[i * 3 * plane..(i + 1) * 3 * plane];
         let img = crate::preprocess::unit_chw_to_image(chw, size as u32, size as u32);
-        out.extend(crate::preprocess::to_unit_chw(
-            &defence.apply(&img, key + i as u64)?,
-        ));
+        out.extend(crate::preprocess::to_unit_chw(&defence.apply(&img, key + i as u64)?));
     }
     Ok(out)
 }

@@ -13,10 +13,7 @@ pub const NOISE_DIM: usize = 100;
 
 /// DCGAN weights ~ N(0, 0.02), biases 0 (the authors' `weights_init`).
 pub(crate) fn dcgan_init() -> Initializer {
-    Initializer::Normal {
-        mean: 0.0,
-        std: 0.02,
-    }
+    Initializer::Normal { mean: 0.0, std: 0.02 }
 }
 
 #[derive(Module, Debug)]
@@ -112,11 +109,7 @@ mod tests {
         let device = Device::flex();
         for size in [32, 64] {
             let g = PatchGenerator::new(size, 4, &device).unwrap();
-            let z = Tensor::<4>::random(
-                [4, NOISE_DIM, 1, 1],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            );
+            let z = Tensor::<4>::random([4, NOISE_DIM, 1, 1], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
             let out = g.forward(z);
             assert_eq!(out.dims(), [3, size, size]);
             let v: Vec<f32> = out.into_data().try_into_vec().unwrap();

@@ -26,37 +26,21 @@ pub struct LossWeights {
 impl Default for LossWeights {
     /// The authors' values: alpha, beta, gamma, delta = 10, 5, 5, 1.
     fn default() -> Self {
-        Self {
-            alpha: 10.0,
-            beta: 5.0,
-            gamma: 5.0,
-            delta: 1.0,
-        }
+        Self { alpha: 10.0, beta: 5.0, gamma: 5.0, delta: 1.0 }
     }
 }
 
 fn identity_mask(n: usize, device: &Device) -> Tensor<2, Bool> {
-    Tensor::from_data(
-        TensorData::new(
-            (0..n * n).map(|i| i % n == i / n).collect::<Vec<bool>>(),
-            [n, n],
-        ),
-        device,
-    )
+    Tensor::from_data(TensorData::new((0..n * n).map(|i| i % n == i / n).collect::<Vec<bool>>(), [n, n]), device)
 }
 
 /// Cross-entropy of `norm(q) @ norm(k).T / tau` against the diagonal: row i's positive is k_i, the rest of the batch
 /// are negatives. Mean over the batch, shape [1].
 pub fn info_nce(q: Tensor<2>, k: Tensor<2>, tau: f64) -> Tensor<1> {
     let batch = q.dims()[0];
-    let logits = l2_normalize(q)
-        .matmul(l2_normalize(k).transpose())
-        .div_scalar(tau);
+    let logits = l2_normalize(q).matmul(l2_normalize(k).transpose()).div_scalar(tau);
     let eye = identity_mask(batch, &logits.device()).float();
-    (log_softmax(logits, 1) * eye)
-        .sum()
-        .neg()
-        .div_scalar(batch as f64)
+    (log_softmax(logits, 1) * eye).sum().neg().div_scalar(batch as f64)
 }
 
 /// The batch graph: cosine distances with UMAP-style local connectivity (each row shifted by its nearest
@@ -81,8 +65,7 @@ pub fn topology_deviation(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
     let eps = TOPOLOGY_EPS;
     let attract = pb.clone() * (pb.clone().add_scalar(eps) / pa.clone().add_scalar(eps)).log();
     let one_minus = |p: Tensor<2>| p.neg().add_scalar(1.0);
-    let repel = one_minus(pb.clone())
-        * (one_minus(pb).add_scalar(eps) / one_minus(pa).add_scalar(eps)).log();
+    let repel = one_minus(pb.clone()) * (one_minus(pb).add_scalar(eps) / one_minus(pa).add_scalar(eps)).log();
     (attract + repel).sum()
 }
 
@@ -96,9 +79,7 @@ pub fn embedding_deviation_loss(
 ) -> Tensor<1> {
     let image_term = info_nce(clean, adversarial.clone(), INFONCE_TEMPERATURE).neg();
     match text {
-        Some(text) if beta != 0.0 => {
-            image_term - info_nce(adversarial, text, INFONCE_TEMPERATURE).mul_scalar(beta)
-        }
+        Some(text) if beta != 0.0 => image_term - info_nce(adversarial, text, INFONCE_TEMPERATURE).mul_scalar(beta),
         _ => image_term,
     }
 }
@@ -112,9 +93,7 @@ pub fn topology_deviation_loss(
 ) -> Tensor<1> {
     let image_term = topology_deviation(clean, adversarial.clone()).neg();
     match text {
-        Some(text) if gamma != 0.0 => {
-            image_term - topology_deviation(adversarial, text).mul_scalar(gamma)
-        }
+        Some(text) if gamma != 0.0 => image_term - topology_deviation(adversarial, text).mul_scalar(gamma),
         _ => image_term,
     }
 }
@@ -123,9 +102,7 @@ pub fn topology_deviation_loss(
 pub fn binary_cross_entropy(probs: Tensor<2>, label: f64) -> Tensor<1> {
     let log_p = probs.clone().log().clamp_min(-100.0);
     let log_not_p = probs.neg().add_scalar(1.0).log().clamp_min(-100.0);
-    (log_p.mul_scalar(label) + log_not_p.mul_scalar(1.0 - label))
-        .mean()
-        .neg()
+    (log_p.mul_scalar(label) + log_not_p.mul_scalar(1.0 - label)).mean().neg()
 }
 
 /// Mean squared difference (the reconstruction term).

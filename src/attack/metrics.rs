@@ -63,11 +63,7 @@ pub fn retrieval_metrics(
     for q in 0..queries {
         let ranking = crate::zeroshot::rank(&scores[q * gallery..(q + 1) * gallery]);
         let first_hit = ranking.iter().position(|&g| relevant(q, g));
-        for (k, slot) in [
-            (1, &mut m.recall_at_1),
-            (5, &mut m.recall_at_5),
-            (10, &mut m.recall_at_10),
-        ] {
+        for (k, slot) in [(1, &mut m.recall_at_1), (5, &mut m.recall_at_5), (10, &mut m.recall_at_10)] {
             *slot += first_hit.is_some_and(|r| r < k) as u8 as f64;
         }
         m.map_at_1 += relevant(q, ranking[0]) as u8 as f64;
@@ -78,19 +74,9 @@ pub fn retrieval_metrics(
                 precision_sum += hits as f64 / (r + 1) as f64;
             }
         }
-        m.map += if hits > 0 {
-            precision_sum / hits as f64
-        } else {
-            0.0
-        };
+        m.map += if hits > 0 { precision_sum / hits as f64 } else { 0.0 };
     }
-    for v in [
-        &mut m.recall_at_1,
-        &mut m.recall_at_5,
-        &mut m.recall_at_10,
-        &mut m.map,
-        &mut m.map_at_1,
-    ] {
+    for v in [&mut m.recall_at_1, &mut m.recall_at_5, &mut m.recall_at_10, &mut m.map, &mut m.map_at_1] {
         *v /= queries as f64;
     }
     m
@@ -98,11 +84,7 @@ pub fn retrieval_metrics(
 
 /// Relative drop `(clean - patched) / clean` (0 when clean is 0).
 pub fn relative_drop(clean: f64, patched: f64) -> f64 {
-    if clean > 0.0 {
-        (clean - patched) / clean
-    } else {
-        0.0
-    }
+    if clean > 0.0 { (clean - patched) / clean } else { 0.0 }
 }
 
 #[cfg(test)]

@@ -6,15 +6,17 @@ pub mod generator;
 pub mod losses;
 pub mod metrics;
 pub mod placement;
+pub mod probe;
 pub mod rng;
 pub mod targeted;
 
 pub use advclip::{AdvClipConfig, AdvClipStep, AdvClipTrainer};
 pub use losses::{
-    LossWeights, embedding_deviation_loss, info_nce, topology_deviation, topology_deviation_loss,
-    topology_graph,
+    LossWeights, embedding_deviation_loss, info_nce, topology_deviation, topology_deviation_loss, topology_graph,
 };
-pub use placement::{DEFAULT_AREA_FRACTION, PatchPlacement, normalize_pixels, paste_patch};
+pub use placement::{
+    DEFAULT_AREA_FRACTION, Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_patch,
+};
 pub use targeted::{TargetedConfig, TargetedPatchTrainer};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod defence;

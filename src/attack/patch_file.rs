@@ -41,10 +41,7 @@ pub fn save_patch(png: &Path, pixels: &[f32], sidecar: &PatchSidecar) -> Result<
     }
     let mut bytes = Vec::new();
     crate::preprocess::unit_chw_to_image(pixels, size as u32, size as u32)
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .map_err(|e| Error::image(png.display(), format!("encoding PNG: {e}")))?;
     crate::write_atomically(png, &bytes)?;
     let json = serde_json::to_vec_pretty(sidecar).expect("the sidecar always serialises");
@@ -54,11 +51,9 @@ pub fn save_patch(png: &Path, pixels: &[f32], sidecar: &PatchSidecar) -> Result<
 /// Reads a patch PNG and its sidecar, checking they agree; returns CHW pixels in [0, 1].
 pub fn load_patch(png: &Path) -> Result<(Vec<f32>, PatchSidecar)> {
     let json_path = sidecar_path(png);
-    let json =
-        std::fs::read_to_string(&json_path).map_err(|e| Error::io(json_path.display(), e))?;
-    let sidecar: PatchSidecar = serde_json::from_str(&json).map_err(|e| {
-        Error::invalid(format!("{}: not a patch sidecar: {e}", json_path.display()))
-    })?;
+    let json = std::fs::read_to_string(&json_path).map_err(|e| Error::io(json_path.display(), e))?;
+    let sidecar: PatchSidecar = serde_json::from_str(&json)
+        .map_err(|e| Error::invalid(format!("{}: not a patch sidecar: {e}", json_path.display())))?;
     let bytes = std::fs::read(png).map_err(|e| Error::io(png.display(), e))?;
     let image = crate::preprocess::decode_image(&bytes, &png.display().to_string())?;
     let size = sidecar.placement.size;

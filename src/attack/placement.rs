@@ -22,26 +22,15 @@ impl PatchPlacement {
     /// At 224 and 0.03 that is 38 px over rows and columns [172, 210).
     pub fn advclip(image_size: usize, area_fraction: f64) -> Result<Self> {
         if !(area_fraction > 0.0 && area_fraction < 0.5) {
-            return Err(Error::invalid(format!(
-                "patch area fraction {area_fraction} must be in (0, 0.5)"
-            )));
+            return Err(Error::invalid(format!("patch area fraction {area_fraction} must be in (0, 0.5)")));
         }
-        let size = (area_fraction * (image_size * image_size) as f64)
-            .sqrt()
-            .floor() as usize;
+        let size = (area_fraction * (image_size * image_size) as f64).sqrt().floor() as usize;
         let margin = (14.0 * image_size as f64 / 224.0).round() as usize;
         if size == 0 || size + margin > image_size {
-            return Err(Error::invalid(format!(
-                "a {area_fraction} patch does not fit a {image_size} px image"
-            )));
+            return Err(Error::invalid(format!("a {area_fraction} patch does not fit a {image_size} px image")));
         }
         let corner = image_size - margin - size;
-        Ok(Self {
-            image_size,
-            size,
-            top: corner,
-            left: corner,
-        })
+        Ok(Self { image_size, size, top: corner, left: corner })
     }
 
     /// A placement at an explicit position (checked to fit).
@@ -51,12 +40,7 @@ impl PatchPlacement {
                 "a {size} px patch at ({top}, {left}) does not fit a {image_size} px image"
             )));
         }
-        Ok(Self {
-            image_size,
-            size,
-            top,
-            left,
-        })
+        Ok(Self { image_size, size, top, left })
     }
 
     /// The share of the image the patch covers.
@@ -72,49 +56,125 @@ pub fn paste_patch(images: Tensor<4>, patch: Tensor<3>, placement: &PatchPlaceme
     let p = placement.size;
     let patch = patch.unsqueeze::<4>().expand([batch, channels, p, p]);
     images.slice_assign(
-        [
-            0..batch,
-            0..channels,
-            placement.top..placement.top + p,
-            placement.left..placement.left + p,
-        ],
+        [0..batch, 0..channels, placement.top..placement.top + p, placement.left..placement.left + p],
         patch,
     )
+}
+
+/// One draw of the targeted mode's expectation over transformations: the patch's centre, side and rotation in the
+/// pixels of a `image_size` square input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PatchTransform {
+    pub image_size: usize,
+    pub center: (f64, f64),
+    pub side: f64,
+    /// Radians, counter-clockwise.
+    pub angle: f64,
+}
+
+/// The ranges the transformations are drawn from (Brown et al.'s physical-patch recipe).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransformRanges {
+    /// Patch side as a fraction of the image side.
+    pub min_side: f64,
+    pub max_side: f64,
+    /// Largest rotation either way, in degrees.
+    pub max_degrees: f64,
+}
+
+impl Default for TransformRanges {
+    fn default() -> Self {
+        Self { min_side: 0.10, max_side: 0.40, max_degrees: 22.5 }
+    }
+}
+
+impl PatchTransform {
+    /// Draws a transform whose rotated patch stays inside the image.
+    pub fn sample(image_size: usize, ranges: &TransformRanges, rng: &mut super::rng::SeededRng) -> Self {
+        let s = image_size as f64;
+        let side = s * (ranges.min_side + (ranges.max_side - ranges.min_side) * rng.uniform());
+        let angle = (2.0 * rng.uniform() - 1.0) * ranges.max_degrees.to_radians();
+        // Half the rotated square's bounding box.
+        let reach = side / 2.0 * (angle.cos().abs() + angle.sin().abs());
+        let room = (s - 2.0 * reach).max(0.0);
+        let center = (reach + room * rng.uniform(), reach + room * rng.uniform());
+        Self { image_size, center, side, angle }
+    }
+
+    /// For each output pixel, where it falls in the patch, in grid_sample's [-1, 1] coordinates: [1, S, S, 2].
+    fn sampling_grid(&self) -> Vec<f32> {
+        let (sin, cos) = self.angle.sin_cos();
+        let half = self.side / 2.0;
+        let s = self.image_size;
+        let mut grid = Vec::with_capacity(s * s * 2);
+        for row in 0..s {
+            for col in 0..s {
+                let (u, v) = (col as f64 + 0.5 - self.center.0, row as f64 + 0.5 - self.center.1);
+                // Undo the rotation: image offset -> patch offset.
+                let (pu, pv) = (cos * u + sin * v, -sin * u + cos * v);
+                grid.push((pu / half) as f32);
+                grid.push((pv / half) as f32);
+            }
+        }
+        grid
+    }
+}
+
+/// Pastes a scaled, rotated copy of `patch` ([3, p, p] in [0, 1]) into every image, bilinearly, with a soft edge;
+/// gradients flow to the patch.
+pub fn paste_patch_transformed(images: Tensor<4>, patch: Tensor<3>, transform: &PatchTransform) -> Tensor<4> {
+    let device = images.device();
+    let [batch, channels, s, _] = images.dims();
+    let p = patch.dims()[1];
+    let grid = Tensor::<4>::from_data(burn::tensor::TensorData::new(transform.sampling_grid(), [1, s, s, 2]), &device);
+    let warped = patch.unsqueeze::<4>().grid_sample_2d(grid.clone(), burn::tensor::ops::GridSampleOptions::default());
+    let mask =
+        Tensor::<4>::ones([1, 1, p, p], &device).grid_sample_2d(grid, burn::tensor::ops::GridSampleOptions::default());
+    let mask = mask.expand([batch, channels, s, s]);
+    let warped = warped.expand([batch, channels, s, s]);
+    mask.clone() * warped + (mask.neg().add_scalar(1.0)) * images
+}
+
+/// How a patch is put on the images of one step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Paste {
+    /// At a fixed place, pixel for pixel (AdvCLIP, evaluation).
+    Fixed(PatchPlacement),
+    /// Scaled, rotated and moved (targeted training with expectation over transformations).
+    Transformed(PatchTransform),
+}
+
+impl Paste {
+    pub fn apply(&self, images: Tensor<4>, patch: Tensor<3>) -> Tensor<4> {
+        match self {
+            Paste::Fixed(p) => paste_patch(images, patch, p),
+            Paste::Transformed(t) => paste_patch_transformed(images, patch, t),
+        }
+    }
 }
 
 /// Applies CLIP's mean/std to [B, 3, S, S] pixels in [0, 1] (the model's input).
 pub fn normalize_pixels(images: Tensor<4>) -> Tensor<4> {
     let device = images.device();
-    let mean =
-        Tensor::<1>::from_floats(crate::preprocess::CLIP_MEAN, &device).reshape([1, 3, 1, 1]);
+    let mean = Tensor::<1>::from_floats(crate::preprocess::CLIP_MEAN, &device).reshape([1, 3, 1, 1]);
     let std = Tensor::<1>::from_floats(crate::preprocess::CLIP_STD, &device).reshape([1, 3, 1, 1]);
     (images - mean) / std
 }
 
 /// Pastes a patch onto a full-size image where the model will see it: the placement is in the coordinates of the
 /// model's input (the short side resized to S, then centre-cropped), mapped back to the image's own pixels.
-pub fn paste_on_image(
-    img: &image::RgbImage,
-    patch: &[f32],
-    placement: &PatchPlacement,
-) -> image::RgbImage {
+pub fn paste_on_image(img: &image::RgbImage, patch: &[f32], placement: &PatchPlacement) -> image::RgbImage {
     let (w, h) = img.dimensions();
     let short = w.min(h) as f64;
     let scale = short / placement.image_size as f64;
-    let (x0, y0) = (
-        ((w as f64 - short) / 2.0).round(),
-        ((h as f64 - short) / 2.0).round(),
-    );
+    let (x0, y0) = (((w as f64 - short) / 2.0).round(), ((h as f64 - short) / 2.0).round());
     let side = ((placement.size as f64 * scale).round() as u32).max(1);
     let left = (x0 + placement.left as f64 * scale).round() as u32;
     let top = (y0 + placement.top as f64 * scale).round() as u32;
     let p = placement.size;
     let patch_img = crate::preprocess::unit_chw_to_image(patch, p as u32, p as u32);
-    let resized = if side as usize == p {
-        patch_img
-    } else {
-        crate::preprocess::resize_bicubic(&patch_img, side, side)
-    };
+    let resized =
+        if side as usize == p { patch_img } else { crate::preprocess::resize_bicubic(&patch_img, side, side) };
     let mut out = img.clone();
     image::imageops::replace(&mut out, &resized, left as i64, top as i64);
     out
@@ -132,5 +192,32 @@ mod tests {
         assert_eq!((p.size, p.top), (5, 25));
         assert!(PatchPlacement::advclip(224, 0.0).is_err());
         assert!(PatchPlacement::at(32, 8, 30, 0).is_err());
+    }
+
+    #[test]
+    fn an_unrotated_full_scale_transform_is_the_fixed_paste() {
+        let device = burn::tensor::Device::flex();
+        let images = Tensor::<4>::zeros([1, 3, 8, 8], &device);
+        let patch = Tensor::<3>::ones([3, 4, 4], &device);
+        let t = PatchTransform { image_size: 8, center: (4.0, 4.0), side: 4.0, angle: 0.0 };
+        let out: Vec<f32> = paste_patch_transformed(images, patch, &t).into_data().try_into_vec().unwrap();
+        let expected: Vec<f32> = (0..3 * 64)
+            .map(|i| if (2..6).contains(&(i % 64 / 8)) && (2..6).contains(&(i % 8)) { 1.0 } else { 0.0 })
+            .collect();
+        let worst = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        // Bilinear sampling with zero padding softens the patch's outer half-pixel ring only.
+        assert!(out.iter().zip(&expected).filter(|(a, b)| (*a - *b).abs() > 1e-6).count() <= 3 * 12 * 4, "{worst}");
+    }
+
+    #[test]
+    fn transformed_paste_passes_gradients_to_the_patch() {
+        let device = burn::tensor::Device::flex().autodiff();
+        let images = Tensor::<4>::zeros([2, 3, 16, 16], &device);
+        let patch = Tensor::<3>::ones([3, 5, 5], &device).require_grad();
+        let t =
+            PatchTransform::sample(16, &TransformRanges::default(), &mut crate::attack::rng::SeededRng::new(1, "t"));
+        let out = paste_patch_transformed(images, patch.clone(), &t);
+        let grad: Vec<f32> = patch.grad(&out.sum().backward()).unwrap().into_data().try_into_vec().unwrap();
+        assert!(grad.iter().any(|g| *g > 0.0), "no gradient reached the patch");
     }
 }

@@ -7,9 +7,7 @@ pub struct SeededRng {
 
 impl SeededRng {
     pub fn new(seed: u64, purpose: &str) -> Self {
-        let key = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
+        let key = purpose.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
         Self { state: seed ^ key }
     }
 

@@ -5,7 +5,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::placement::{PatchPlacement, normalize_pixels, paste_patch};
+use super::placement::{Paste, normalize_pixels};
 use crate::model::Clip;
 
 /// The patch as a module, so Burn's Adam can own its state; its parameter id is fixed so that a checkpoint's
@@ -20,9 +20,7 @@ pub const PATCH_PARAM_ID: u64 = 0xAD5C_11B0;
 
 impl PatchPixels {
     pub fn new(pixels: Tensor<3>) -> Self {
-        Self {
-            pixels: Param::initialized(ParamId::from(PATCH_PARAM_ID), pixels.require_grad()),
-        }
+        Self { pixels: Param::initialized(ParamId::from(PATCH_PARAM_ID), pixels.require_grad()) }
     }
 }
 
@@ -38,12 +36,7 @@ pub struct TargetedConfig {
 
 impl TargetedConfig {
     pub fn new(target: usize) -> Self {
-        Self {
-            target,
-            learning_rate: 0.05,
-            beta_1: 0.5,
-            beta_2: 0.999,
-        }
+        Self { target, learning_rate: 0.05, beta_1: 0.5, beta_2: 0.999 }
     }
 }
 
@@ -73,11 +66,8 @@ impl TargetedPatchTrainer {
         logit_scale: f32,
         config: TargetedConfig,
     ) -> Self {
-        let optimizer = AdamConfig::new()
-            .with_beta_1(config.beta_1)
-            .with_beta_2(config.beta_2)
-            .with_epsilon(1e-8)
-            .init();
+        let optimizer =
+            AdamConfig::new().with_beta_1(config.beta_1).with_beta_2(config.beta_2).with_epsilon(1e-8).init();
         Self {
             patch: PatchPixels::new(initial_patch),
             optimizer,
@@ -91,58 +81,31 @@ impl TargetedPatchTrainer {
         self.patch.pixels.val().detach()
     }
 
-    /// Zero-shot logits of `images` (in [0, 1]) wearing the current patch at `placement`, [B, labels].
-    pub fn patched_logits(
-        &self,
-        model: &Clip,
-        images: Tensor<4>,
-        placement: &PatchPlacement,
-    ) -> Tensor<2> {
-        let patched = paste_patch(images, self.patch.pixels.val(), placement);
+    /// Zero-shot logits of `images` (in [0, 1]) wearing the current patch pasted by `paste`, [B, labels].
+    pub fn patched_logits(&self, model: &Clip, images: Tensor<4>, paste: &Paste) -> Tensor<2> {
+        let patched = paste.apply(images, self.patch.pixels.val());
         let embeddings = model.encode_image(normalize_pixels(patched));
-        embeddings
-            .matmul(self.label_embeddings.clone().transpose())
-            .mul_scalar(self.logit_scale.exp())
+        embeddings.matmul(self.label_embeddings.clone().transpose()).mul_scalar(self.logit_scale.exp())
     }
 
     /// Cross-entropy toward the target, [1].
     pub fn loss(&self, logits: Tensor<2>) -> Tensor<1> {
         let batch = logits.dims()[0];
         let t = self.config.target;
-        log_softmax(logits, 1)
-            .slice([0..batch, t..t + 1])
-            .mean()
-            .neg()
+        log_softmax(logits, 1).slice([0..batch, t..t + 1]).mean().neg()
     }
 
     /// One Adam step on a batch, the patch then clamped back to valid pixels.
-    pub fn step(
-        &mut self,
-        model: &Clip,
-        images: Tensor<4>,
-        placement: &PatchPlacement,
-    ) -> TargetedStep {
-        let logits = self.patched_logits(model, images, placement);
+    pub fn step(&mut self, model: &Clip, images: Tensor<4>, paste: &Paste) -> TargetedStep {
+        let logits = self.patched_logits(model, images, paste);
         let predictions = logits.clone().detach().argmax(1).squeeze_dim(1);
         let loss = self.loss(logits);
         let grads = GradientsParams::from_grads(loss.backward(), &self.patch);
-        let mut patch = self.optimizer.step(
-            self.config.learning_rate,
-            super::advclip::take(&mut self.patch),
-            grads,
-        );
+        let mut patch = self.optimizer.step(self.config.learning_rate, super::advclip::take(&mut self.patch), grads);
         // Clamp outside the graph so the patch stays a leaf the next step can differentiate.
-        patch.pixels = patch.pixels.map(|p| {
-            p.without_autodiff()
-                .clamp(0.0, 1.0)
-                .autodiff()
-                .require_grad()
-        });
+        patch.pixels = patch.pixels.map(|p| p.without_autodiff().clamp(0.0, 1.0).autodiff().require_grad());
         self.patch = patch;
-        TargetedStep {
-            loss: loss.detach(),
-            predictions,
-        }
+        TargetedStep { loss: loss.detach(), predictions }
     }
 
     /// The optimizer state, for checkpoints.
@@ -158,9 +121,7 @@ impl TargetedPatchTrainer {
         let optimizer = std::mem::replace(&mut self.optimizer, AdamConfig::new().init());
         self.optimizer = optimizer
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer_bytes))
-            .map_err(|e| {
-                crate::Error::invalid(format!("checkpoint optimizer state is unreadable: {e:?}"))
-            })?;
+            .map_err(|e| crate::Error::invalid(format!("checkpoint optimizer state is unreadable: {e:?}")))?;
         self.patch = PatchPixels::new(patch);
         Ok(())
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::advclip::{AdvClipConfig, AdvClipTrainer};
 use super::patch_file::{PatchSidecar, save_patch};
-use super::placement::PatchPlacement;
+use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges};
 use super::rng::SeededRng;
 use super::targeted::{TargetedConfig, TargetedPatchTrainer, patch_tensor};
 use crate::dataset::Dataset;
@@ -84,10 +84,7 @@ impl<'a> BatchStream<'a> {
         let n = self.dataset.len();
         let epoch = cursor / n;
         if self.order.0 != epoch || self.order.1.is_empty() {
-            self.order = (
-                epoch,
-                SeededRng::new(self.seed, &format!("epoch {epoch}")).permutation(n),
-            );
+            self.order = (epoch, SeededRng::new(self.seed, &format!("epoch {epoch}")).permutation(n));
         }
         self.order.1[cursor % n]
     }
@@ -130,8 +127,7 @@ impl<'a> BatchStream<'a> {
 
 /// Resize + centre crop to the model's input, pixels in [0, 1] (normalisation happens after pasting).
 pub fn unit_pixels(img: &image::RgbImage, size: u32) -> Result<Vec<f32>> {
-    let cropped =
-        crate::preprocess::center_crop(&crate::preprocess::resize_shortest_side(img, size), size)?;
+    let cropped = crate::preprocess::center_crop(&crate::preprocess::resize_shortest_side(img, size), size)?;
     Ok(crate::preprocess::to_unit_chw(&cropped))
 }
 
@@ -157,18 +153,11 @@ pub fn train_patch(
     let head = if options.labels.is_empty() {
         None
     } else {
-        Some(ZeroShotClassifier::new(
-            model,
-            &tokenizer,
-            &options.labels,
-            &[options.template.clone()],
-        )?)
+        Some(ZeroShotClassifier::new(model, &tokenizer, &options.labels, &[options.template.clone()])?)
     };
     if let AttackMode::Targeted { target } = options.mode {
         if head.is_none() || target >= options.labels.len() {
-            return Err(Error::invalid(
-                "targeted mode needs --labels and a --target among them",
-            ));
+            return Err(Error::invalid("targeted mode needs --labels and a --target among them"));
         }
     }
     let placement = PatchPlacement::advclip(size, options.area_fraction)?;
@@ -185,20 +174,13 @@ pub fn train_patch(
     };
     let mut trainer = match options.mode {
         AttackMode::AdvClip => {
-            let config = AdvClipConfig {
-                batch_size: options.batch_size,
-                seed: options.seed,
-                ..AdvClipConfig::default()
-            };
+            let config =
+                AdvClipConfig { batch_size: options.batch_size, seed: options.seed, ..AdvClipConfig::default() };
             Trainer::AdvClip(Box::new(AdvClipTrainer::new(placement, config, device)?))
         }
         AttackMode::Targeted { target } => {
-            let init = SeededRng::new(options.seed, "targeted.init")
-                .normals(3 * placement.size * placement.size);
-            let init: Vec<f32> = init
-                .iter()
-                .map(|v| (0.5 + 0.15 * v).clamp(0.0, 1.0))
-                .collect();
+            let init = SeededRng::new(options.seed, "targeted.init").normals(3 * placement.size * placement.size);
+            let init: Vec<f32> = init.iter().map(|v| (0.5 + 0.15 * v).clamp(0.0, 1.0)).collect();
             let head = head.as_ref().expect("checked above");
             let t = TargetedPatchTrainer::new(
                 patch_tensor(init, placement.size, device),
@@ -212,12 +194,8 @@ pub fn train_patch(
     let ckpt = checkpoint_path(&options.out);
     if resume && ckpt.exists() {
         let (saved, blobs) = read_checkpoint(&ckpt)?;
-        let expected = RunState {
-            step: saved.step,
-            cursor: saved.cursor,
-            skipped_images: saved.skipped_images,
-            ..state.clone()
-        };
+        let expected =
+            RunState { step: saved.step, cursor: saved.cursor, skipped_images: saved.skipped_images, ..state.clone() };
         if saved.model != state.model {
             return Err(Error::invalid(format!(
                 "{}: the checkpoint was made with model {}, not {}",
@@ -233,41 +211,30 @@ pub fn train_patch(
             )));
         }
         let blob = |name: &str| {
-            blobs.get(name).cloned().ok_or_else(|| {
-                Error::invalid(format!("{}: checkpoint lacks {name}", ckpt.display()))
-            })
+            blobs
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::invalid(format!("{}: checkpoint lacks {name}", ckpt.display())))
         };
         match &mut trainer {
             Trainer::AdvClip(t) => t.restore(blob)?,
             Trainer::Targeted(t, _) => {
-                let pixels: Vec<f32> = blob("patch")?
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                t.restore(
-                    patch_tensor(pixels, placement.size, device),
-                    blob("optimizer")?,
-                )?;
+                let pixels: Vec<f32> =
+                    blob("patch")?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                t.restore(patch_tensor(pixels, placement.size, device), blob("optimizer")?)?;
             }
         }
         state = saved;
     }
 
-    let mut stream = BatchStream {
-        dataset,
-        seed: options.seed,
-        order: (0, vec![]),
-    };
+    let mut stream = BatchStream { dataset, seed: options.seed, order: (0, vec![]) };
     let mut recent_rates: Vec<f64> = Vec::new();
     let mut last_losses = Vec::new();
     while state.step < options.steps {
         let batch = stream.next(&mut state, options.batch_size, size as u32, &mut warn)?;
         let indices: Vec<usize> = batch.iter().map(|(i, _)| *i).collect();
         let pixels: Vec<f32> = batch.into_iter().flat_map(|(_, p)| p).collect();
-        let images = Tensor::<4>::from_data(
-            TensorData::new(pixels, [indices.len(), 3, size, size]),
-            device,
-        );
+        let images = Tensor::<4>::from_data(TensorData::new(pixels, [indices.len(), 3, size, size]), device);
         let (losses, rate) = match &mut trainer {
             Trainer::AdvClip(t) => {
                 let text = text_features(model, &tokenizer, dataset, &indices, options)?;
@@ -275,19 +242,12 @@ pub fn train_patch(
                 let rate = match &head {
                     Some(head) => {
                         // Clean vs patched predictions of this batch, with the patch before the update.
-                        let patched =
-                            super::placement::paste_patch(images.clone(), t.patch(), &placement);
-                        let clean =
-                            read(head.logits(model.encode_image(super::normalize_pixels(images))))?;
-                        let adv = read(
-                            head.logits(model.encode_image(super::normalize_pixels(patched))),
-                        )?;
+                        let patched = super::placement::paste_patch(images.clone(), t.patch(), &placement);
+                        let clean = read(head.logits(model.encode_image(super::normalize_pixels(images))))?;
+                        let adv = read(head.logits(model.encode_image(super::normalize_pixels(patched))))?;
                         let n = options.labels.len();
-                        let changed = clean
-                            .chunks(n)
-                            .zip(adv.chunks(n))
-                            .filter(|(c, a)| argmax(c) != argmax(a))
-                            .count();
+                        let changed =
+                            clean.chunks(n).zip(adv.chunks(n)).filter(|(c, a)| argmax(c) != argmax(a)).count();
                         Some(changed as f64 / indices.len() as f64)
                     }
                     None => None,
@@ -303,22 +263,17 @@ pub fn train_patch(
                 (losses, rate)
             }
             Trainer::Targeted(t, target) => {
-                let step_placement = random_placement(&placement, options.seed, state.step);
-                let out = t.step(model, images, &step_placement);
+                let mut rng = SeededRng::new(options.seed, &format!("transform {}", state.step));
+                let paste = Paste::Transformed(PatchTransform::sample(size, &TransformRanges::default(), &mut rng));
+                let out = t.step(model, images, &paste);
                 let predictions: Vec<i64> = out
                     .predictions
                     .into_data()
                     .convert::<i64>()
                     .try_into_vec()
                     .map_err(|e| Error::invalid(format!("{e:?}")))?;
-                let hits = predictions
-                    .iter()
-                    .filter(|&&p| p as usize == *target)
-                    .count();
-                (
-                    vec![("loss", scalar(out.loss)?)],
-                    Some(hits as f64 / predictions.len() as f64),
-                )
+                let hits = predictions.iter().filter(|&&p| p as usize == *target).count();
+                (vec![("loss", scalar(out.loss)?)], Some(hits as f64 / predictions.len() as f64))
             }
         };
         state.step += 1;
@@ -351,15 +306,9 @@ pub fn train_patch(
         } else {
             "train_targeted_success_rate"
         };
-        metrics.insert(
-            key.into(),
-            serde_json::json!(window.iter().sum::<f64>() / window.len() as f64),
-        );
+        metrics.insert(key.into(), serde_json::json!(window.iter().sum::<f64>() / window.len() as f64));
     }
-    metrics.insert(
-        "skipped_images".into(),
-        serde_json::json!(state.skipped_images),
-    );
+    metrics.insert("skipped_images".into(), serde_json::json!(state.skipped_images));
     let sidecar = PatchSidecar {
         mode: match options.mode {
             AttackMode::AdvClip => "advclip".into(),
@@ -381,17 +330,6 @@ pub fn train_patch(
     Ok(sidecar)
 }
 
-/// The targeted mode's expectation over positions: each step puts the patch somewhere else, drawn from the seed.
-fn random_placement(base: &PatchPlacement, seed: u64, step: usize) -> PatchPlacement {
-    let mut rng = SeededRng::new(seed, &format!("placement {step}"));
-    let room = base.image_size - base.size + 1;
-    PatchPlacement {
-        top: rng.below(room),
-        left: rng.below(room),
-        ..*base
-    }
-}
-
 /// Projected text features for the batch: its captions, else prompts of its labels, else none.
 fn text_features(
     model: &Clip,
@@ -402,36 +340,17 @@ fn text_features(
 ) -> Result<Option<Tensor<2>>> {
     let items: Vec<_> = indices.iter().map(|&i| &dataset.items[i]).collect();
     let texts: Option<Vec<String>> = if items.iter().all(|i| i.caption.is_some()) {
-        Some(
-            items
-                .iter()
-                .map(|i| i.caption.clone().unwrap_or_default())
-                .collect(),
-        )
+        Some(items.iter().map(|i| i.caption.clone().unwrap_or_default()).collect())
     } else if items.iter().all(|i| i.label.is_some()) && !dataset.class_names.is_empty() {
-        Some(
-            items
-                .iter()
-                .map(|i| {
-                    options
-                        .template
-                        .replace("{}", &dataset.class_names[i.label.unwrap_or(0)])
-                })
-                .collect(),
-        )
+        Some(items.iter().map(|i| options.template.replace("{}", &dataset.class_names[i.label.unwrap_or(0)])).collect())
     } else {
         None
     };
-    texts
-        .map(|t| Ok(model.text_features(&crate::embed::tokenize_texts(model, tokenizer, &t)?)))
-        .transpose()
+    texts.map(|t| Ok(model.text_features(&crate::embed::tokenize_texts(model, tokenizer, &t)?))).transpose()
 }
 
 fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::invalid(format!("reading a tensor: {e:?}")))
+    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::invalid(format!("reading a tensor: {e:?}")))
 }
 
 fn scalar(t: Tensor<1>) -> Result<f32> {
@@ -442,14 +361,8 @@ fn write_checkpoint(path: &Path, state: &RunState, trainer: &Trainer) -> Result<
     let blobs: Vec<(String, Vec<u8>)> = match trainer {
         Trainer::AdvClip(t) => t.state_blobs()?,
         Trainer::Targeted(t, _) => {
-            let patch: Vec<u8> = read(t.patch())?
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
-            vec![
-                ("patch".into(), patch),
-                ("optimizer".into(), t.optimizer_bytes()?),
-            ]
+            let patch: Vec<u8> = read(t.patch())?.iter().flat_map(|v| v.to_le_bytes()).collect();
+            vec![("patch".into(), patch), ("optimizer".into(), t.optimizer_bytes()?)]
         }
     };
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = blobs
@@ -462,35 +375,20 @@ fn write_checkpoint(path: &Path, state: &RunState, trainer: &Trainer) -> Result<
             ))
         })
         .collect::<Result<_>>()?;
-    let meta = HashMap::from([(
-        "state".to_string(),
-        serde_json::to_string(state).expect("state serialises"),
-    )]);
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::invalid(format!("writing checkpoint: {e}")))?;
+    let meta = HashMap::from([("state".to_string(), serde_json::to_string(state).expect("state serialises"))]);
+    let bytes =
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::invalid(format!("writing checkpoint: {e}")))?;
     crate::write_atomically(path, &bytes)
 }
 
 fn read_checkpoint(path: &Path) -> Result<(RunState, HashMap<String, Vec<u8>>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-    let bad = |why: String| {
-        Error::invalid(format!(
-            "{}: not a usable advclip checkpoint ({why})",
-            path.display()
-        ))
-    };
-    let (_, metadata) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let state_json = metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("state").cloned())
-        .ok_or_else(|| bad("no state".into()))?;
+    let bad = |why: String| Error::invalid(format!("{}: not a usable advclip checkpoint ({why})", path.display()));
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let state_json =
+        metadata.metadata().as_ref().and_then(|m| m.get("state").cloned()).ok_or_else(|| bad("no state".into()))?;
     let state: RunState = serde_json::from_str(&state_json).map_err(|e| bad(e.to_string()))?;
     let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let blobs = tensors
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.data().to_vec()))
-        .collect();
+    let blobs = tensors.iter().map(|(n, v)| (n.to_string(), v.data().to_vec())).collect();
     Ok((state, blobs))
 }

@@ -20,11 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(
-    name = "advclip",
-    version,
-    about = "OpenAI CLIP in Burn, and the AdvCLIP adversarial patch"
-)]
+#[command(name = "advclip", version, about = "OpenAI CLIP in Burn, and the AdvCLIP adversarial patch")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -162,6 +158,9 @@ enum Command {
         /// Evaluate only the first N images
         #[arg(long)]
         limit: Option<usize>,
+        /// Also run the authors' MLP-probe protocol (a probe on frozen clean features, tested on patched images)
+        #[arg(long)]
+        probe: bool,
         /// Print one JSON object (or, with defences, one per condition under "defences")
         #[arg(long)]
         json: bool,
@@ -198,45 +197,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Embed {
-            model,
-            images,
-            texts,
-            json,
-        } => embed_command(&model, &images, &texts, json),
-        Command::Classify {
-            model,
-            labels,
-            template,
-            ensemble,
-            images,
-            json,
-        } => {
+        Command::Embed { model, images, texts, json } => embed_command(&model, &images, &texts, json),
+        Command::Classify { model, labels, template, ensemble, images, json } => {
             let labels = zeroshot::parse_labels(&labels)?;
-            let templates: Vec<String> = if ensemble {
-                ENSEMBLE_TEMPLATES.iter().map(|t| t.to_string()).collect()
-            } else {
-                vec![template]
-            };
-            templates
-                .iter()
-                .try_for_each(|t| zeroshot::check_template(t))?;
+            let templates: Vec<String> =
+                if ensemble { ENSEMBLE_TEMPLATES.iter().map(|t| t.to_string()).collect() } else { vec![template] };
+            templates.iter().try_for_each(|t| zeroshot::check_template(t))?;
             classify_command(&model, &labels, &templates, &images, json)
         }
         Command::Tokenize { texts, json } => {
             let tokenizer = Tokenizer::new();
-            let ids: Vec<Vec<u32>> = texts
-                .iter()
-                .map(|t| tokenizer.encode_for_context(t, CONTEXT_LENGTH))
-                .collect();
+            let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode_for_context(t, CONTEXT_LENGTH)).collect();
             if json {
                 println!("{}", serde_json::to_string(&ids)?);
             } else {
                 for row in ids {
-                    println!(
-                        "{}",
-                        row.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
-                    );
+                    println!("{}", row.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
                 }
             }
             Ok(())
@@ -265,12 +241,10 @@ fn run(cli: Cli) -> Result<()> {
                 (ModeFlag::Advclip, Some(_)) => bail!("--target is for --mode targeted"),
                 (ModeFlag::Targeted, None) => bail!("--mode targeted needs --target LABEL"),
                 (ModeFlag::Targeted, Some(t)) => {
-                    let target = labels.iter().position(|l| *l == t).with_context(|| {
-                        format!(
-                            "--target \"{t}\" is not one of the labels: {}",
-                            labels.join(", ")
-                        )
-                    })?;
+                    let target = labels
+                        .iter()
+                        .position(|l| *l == t)
+                        .with_context(|| format!("--target \"{t}\" is not one of the labels: {}", labels.join(", ")))?;
                     AttackMode::Targeted { target }
                 }
             };
@@ -289,26 +263,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             train_command(&model, &dataset, &options, resume)
         }
-        Command::Eval {
-            model,
-            data,
-            labels,
-            template,
-            patch,
-            defences,
-            limit,
-            json,
-        } => {
+        Command::Eval { model, data, labels, template, patch, defences, limit, probe, json } => {
             zeroshot::check_template(&template)?;
-            let defences: Vec<Defence> = defences
-                .iter()
-                .map(|d| Defence::parse(d))
-                .collect::<advclip::Result<_>>()?;
+            let defences: Vec<Defence> = defences.iter().map(|d| Defence::parse(d)).collect::<advclip::Result<_>>()?;
             let dataset = Dataset::open(&data)?;
             let labels = resolve_labels(labels.as_deref(), &dataset)?;
-            eval_command(
-                &model, &dataset, &labels, &template, &patch, &defences, limit, json,
-            )
+            eval_command(&model, &dataset, &labels, &template, &patch, &defences, limit, probe, json)
         }
         Command::Apply { patch, images, out } => apply_command(&patch, &images, &out),
     }
@@ -359,55 +319,32 @@ fn read_images(paths: &[PathBuf]) -> Result<Vec<image::RgbImage>> {
 
 fn read_image(path: &Path) -> Result<image::RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(preprocess::decode_image(
-        &bytes,
-        &path.display().to_string(),
-    )?)
+    Ok(preprocess::decode_image(&bytes, &path.display().to_string())?)
 }
 
 fn to_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [_, cols] = t.dims();
-    let data = t
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))?;
+    let data = t.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))?;
     Ok(data.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
 }
 
-fn embed_images(
-    model: &Clip,
-    images: &[image::RgbImage],
-    batch: usize,
-    device: &Device,
-) -> Result<Tensor<2>> {
+fn embed_images(model: &Clip, images: &[image::RgbImage], batch: usize, device: &Device) -> Result<Tensor<2>> {
     let bar = progress_bar(images.len(), "images");
     let embeddings = embed::embed_images(model, images, batch, device, |n| bar.inc(n as u64));
     bar.finish_and_clear();
     Ok(embeddings?)
 }
 
-fn embed_command(
-    args: &ModelArgs,
-    image_paths: &[PathBuf],
-    texts: &[String],
-    json: bool,
-) -> Result<()> {
+fn embed_command(args: &ModelArgs, image_paths: &[PathBuf], texts: &[String], json: bool) -> Result<()> {
     if image_paths.is_empty() && texts.is_empty() {
         bail!("nothing to embed: give --image PATH and/or --text STR");
     }
     let images = read_images(image_paths)?;
     let (model, device) = load_model(args)?;
     let tokenizer = Tokenizer::new();
-    let image_rows = if images.is_empty() {
-        vec![]
-    } else {
-        to_rows(embed_images(&model, &images, args.batch, &device)?)?
-    };
-    let text_rows = if texts.is_empty() {
-        vec![]
-    } else {
-        to_rows(embed::embed_texts(&model, &tokenizer, texts)?)?
-    };
+    let image_rows =
+        if images.is_empty() { vec![] } else { to_rows(embed_images(&model, &images, args.batch, &device)?)? };
+    let text_rows = if texts.is_empty() { vec![] } else { to_rows(embed::embed_texts(&model, &tokenizer, texts)?)? };
     let context = model.config().text.context_length;
     if json {
         let images: Vec<Value> = image_paths
@@ -415,16 +352,14 @@ fn embed_command(
             .zip(&image_rows)
             .map(|(p, e)| json!({"path": p.display().to_string(), "embedding": e}))
             .collect();
-        let texts: Vec<Value> = texts.iter().zip(&text_rows).map(|(t, e)| json!({"text": t, "ids": tokenizer.encode_for_context(t, context), "embedding": e})).collect();
+        let texts: Vec<Value> = texts
+            .iter()
+            .zip(&text_rows)
+            .map(|(t, e)| json!({"text": t, "ids": tokenizer.encode_for_context(t, context), "embedding": e}))
+            .collect();
         println!("{}", json!({"images": images, "texts": texts}));
     } else {
-        let head = |e: &[f32]| {
-            e.iter()
-                .take(4)
-                .map(|v| format!("{v:+.4}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let head = |e: &[f32]| e.iter().take(4).map(|v| format!("{v:+.4}")).collect::<Vec<_>>().join(" ");
         for (p, e) in image_paths.iter().zip(&image_rows) {
             println!("image {}  dim {}  [{} ...]", p.display(), e.len(), head(e));
         }
@@ -454,30 +389,17 @@ fn classify_command(
             .iter()
             .zip(&predictions)
             .map(|(p, pred)| {
-                let probs: serde_json::Map<String, Value> = pred
-                    .probs
-                    .iter()
-                    .map(|(l, v)| (l.clone(), json!(v)))
-                    .collect();
+                let probs: serde_json::Map<String, Value> =
+                    pred.probs.iter().map(|(l, v)| (l.clone(), json!(v))).collect();
                 json!({"path": p.display().to_string(), "top": pred.top, "probs": probs})
             })
             .collect();
         println!("{}", Value::Array(rows));
     } else {
-        let width = paths
-            .iter()
-            .map(|p| p.display().to_string().len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
+        let width = paths.iter().map(|p| p.display().to_string().len()).max().unwrap_or(5).max(5);
         println!("{:width$}  {:24}  prob", "image", "top label");
         for (p, pred) in paths.iter().zip(&predictions) {
-            println!(
-                "{:width$}  {:24}  {:.3}",
-                p.display().to_string(),
-                pred.top,
-                pred.probs[pred.top_index].1
-            );
+            println!("{:width$}  {:24}  {:.3}", p.display().to_string(), pred.top, pred.probs[pred.top_index].1);
         }
     }
     Ok(())
@@ -485,10 +407,7 @@ fn classify_command(
 
 fn convert_command(weights: &Path, out: &Path) -> Result<()> {
     let (file, config) = if weights.is_dir() {
-        (
-            weights.join("model.safetensors"),
-            Some(weights.join("config.json")),
-        )
+        (weights.join("model.safetensors"), Some(weights.join("config.json")))
     } else {
         (weights.to_path_buf(), None)
     };
@@ -496,21 +415,14 @@ fn convert_command(weights: &Path, out: &Path) -> Result<()> {
     let name = file.display().to_string();
     let header = advclip::model::inspect_weights(&bytes, &name)?;
     let config_json = match config.filter(|c| c.exists()) {
-        Some(c) => {
-            std::fs::read_to_string(&c).with_context(|| format!("{}: cannot read", c.display()))?
-        }
+        Some(c) => std::fs::read_to_string(&c).with_context(|| format!("{}: cannot read", c.display()))?,
         None => advclip::model::load::config_for(&header, None, &name)?.to_hf_json(),
     };
     let converted = advclip::model::convert_to_f16(&bytes, &name)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     advclip::write_atomically(&out.join("config.json"), config_json.as_bytes())?;
     advclip::write_atomically(&out.join("model.safetensors"), &converted)?;
-    eprintln!(
-        "wrote {} ({} -> {} bytes)",
-        out.display(),
-        bytes.len(),
-        converted.len()
-    );
+    eprintln!("wrote {} ({} -> {} bytes)", out.display(), bytes.len(), converted.len());
     Ok(())
 }
 
@@ -530,12 +442,7 @@ fn resolve_labels(given: Option<&str>, dataset: &Dataset) -> Result<Vec<String>>
     Ok(labels)
 }
 
-fn train_command(
-    args: &ModelArgs,
-    dataset: &Dataset,
-    options: &TrainOptions,
-    resume: bool,
-) -> Result<()> {
+fn train_command(args: &ModelArgs, dataset: &Dataset, options: &TrainOptions, resume: bool) -> Result<()> {
     let device = device(args.device)?.autodiff();
     let bar = spinner(&format!("loading {}", args.weights.display()));
     let model = load_clip(&args.weights, &device);
@@ -543,17 +450,10 @@ fn train_command(
     // CLIP is frozen: no gradient is ever kept for its parameters.
     let model = model?.no_grad();
     if resume && !checkpoint_path(&options.out).exists() {
-        eprintln!(
-            "no checkpoint at {}: starting from step 0",
-            checkpoint_path(&options.out).display()
-        );
+        eprintln!("no checkpoint at {}: starting from step 0", checkpoint_path(&options.out).display());
     }
     let bar = progress_bar(options.steps, "steps");
-    let rate_name = if matches!(options.mode, AttackMode::AdvClip) {
-        "fooled"
-    } else {
-        "on target"
-    };
+    let rate_name = if matches!(options.mode, AttackMode::AdvClip) { "fooled" } else { "on target" };
     let sidecar = train_patch(
         &model,
         &model.id(),
@@ -563,27 +463,15 @@ fn train_command(
         &device,
         |p| {
             bar.set_position(p.step as u64);
-            let losses: Vec<String> = p
-                .losses
-                .iter()
-                .map(|(n, v)| format!("{n} {v:.4}"))
-                .collect();
-            let rate = p
-                .batch_rate
-                .map(|r| format!("  {rate_name} {:.0}%", r * 100.0))
-                .unwrap_or_default();
+            let losses: Vec<String> = p.losses.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+            let rate = p.batch_rate.map(|r| format!("  {rate_name} {:.0}%", r * 100.0)).unwrap_or_default();
             bar.set_message(format!("{}{rate}", losses.join("  ")));
         },
         |w| bar.suspend(|| eprintln!("warning: {w}")),
     );
     bar.finish_and_clear();
     let sidecar = sidecar?;
-    eprintln!(
-        "wrote {} and its sidecar after {} steps ({})",
-        options.out.display(),
-        sidecar.steps,
-        sidecar.metrics
-    );
+    eprintln!("wrote {} and its sidecar after {} steps ({})", options.out.display(), sidecar.steps, sidecar.metrics);
     Ok(())
 }
 
@@ -596,6 +484,7 @@ fn eval_command(
     patch_path: &Path,
     defences: &[Defence],
     limit: Option<usize>,
+    probe: bool,
     json: bool,
 ) -> Result<()> {
     let (patch, sidecar) = load_patch(patch_path)?;
@@ -603,18 +492,17 @@ fn eval_command(
         bail!("no labels: pass --labels, or use a dataset with class folders");
     }
     let target = match &sidecar.target {
-        Some(t) => Some(labels.iter().position(|l| l == t).with_context(|| {
-            format!("the patch targets \"{t}\", which is not among the labels")
-        })?),
+        Some(t) => Some(
+            labels
+                .iter()
+                .position(|l| l == t)
+                .with_context(|| format!("the patch targets \"{t}\", which is not among the labels"))?,
+        ),
         None => None,
     };
     let (model, device) = load_model(args)?;
     if sidecar.model != model.id() {
-        eprintln!(
-            "note: the patch was trained on {}, evaluating on {}",
-            sidecar.model,
-            model.id()
-        );
+        eprintln!("note: the patch was trained on {}, evaluating on {}", sidecar.model, model.id());
     }
     let n = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     let bar = progress_bar(n, "images");
@@ -625,6 +513,7 @@ fn eval_command(
         defences,
         batch_size: args.batch,
         limit,
+        probe,
     };
     let result = advclip::attack::evaluate::evaluate_patch(
         &model,
@@ -660,16 +549,10 @@ fn eval_command(
             sidecar.placement.top,
             sidecar.placement.left
         );
-        println!(
-            "{:12} {:>7} {:>7} {:>7} {:>7}",
-            "condition", "clean", "patched", "fooled", "target"
-        );
+        println!("{:12} {:>7} {:>7} {:>7} {:>7}", "condition", "clean", "patched", "fooled", "target");
         for r in &reports {
             let z = &r.zero_shot;
-            let t = z
-                .targeted_success_rate
-                .map(|v| format!("{v:.3}"))
-                .unwrap_or_else(|| "-".into());
+            let t = z.targeted_success_rate.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
             println!(
                 "{:12} {:>7.3} {:>7.3} {:>7.3} {:>7}",
                 r.defence.clone().unwrap_or_else(|| "none".into()),
@@ -688,6 +571,12 @@ fn eval_command(
                     ret.text_to_image_patched.recall_at_1
                 );
             }
+            if let Some(p) = &r.mlp_probe {
+                println!(
+                    "{:12} MLP probe ({} train / {} test): {:.3} -> {:.3}, fooled {:.3}",
+                    "", p.train_images, p.test_images, p.clean_accuracy, p.patched_accuracy, p.fooling_rate
+                );
+            }
         }
     }
     Ok(())
@@ -699,17 +588,11 @@ fn apply_command(patch_path: &Path, images: &[PathBuf], out: &Path) -> Result<()
     for path in images {
         let img = read_image(path)?;
         let patched = advclip::attack::placement::paste_on_image(&img, &patch, &sidecar.placement);
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
         let dest = out.join(format!("{name}.png"));
         let mut bytes = Vec::new();
         patched
-            .write_to(
-                &mut std::io::Cursor::new(&mut bytes),
-                image::ImageFormat::Png,
-            )
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
             .with_context(|| format!("{}: encoding", dest.display()))?;
         advclip::write_atomically(&dest, &bytes)?;
         println!("{}", dest.display());

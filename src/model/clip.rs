@@ -28,11 +28,7 @@ pub struct Clip {
 impl Clip {
     /// A model with freshly initialised weights (Burn initialises lazily, so loading right after is cheap).
     pub fn new(config: &ClipConfig, device: &Device) -> Self {
-        let projection = |width: usize| {
-            LinearConfig::new(width, config.projection_dim)
-                .with_bias(false)
-                .init(device)
-        };
+        let projection = |width: usize| LinearConfig::new(width, config.projection_dim).with_bias(false).init(device);
         Self {
             vision_model: VisionTransformer::new(&config.vision, config.activation, device),
             text_model: TextTransformer::new(&config.text, config.activation, device),
@@ -61,14 +57,12 @@ impl Clip {
 
     /// Projected image features, not normalised: [batch, projection_dim].
     pub fn image_features(&self, pixels: Tensor<4>) -> Tensor<2> {
-        self.visual_projection
-            .forward(self.vision_model.forward(pixels))
+        self.visual_projection.forward(self.vision_model.forward(pixels))
     }
 
     /// Projected text features, not normalised: [batch, projection_dim].
     pub fn text_features(&self, tokens: &TokenBatch) -> Tensor<2> {
-        self.text_projection
-            .forward(self.text_model.forward(tokens))
+        self.text_projection.forward(self.text_model.forward(tokens))
     }
 
     /// L2-normalised image embeddings of CLIP-normalised pixels [batch, 3, size, size].
@@ -83,9 +77,7 @@ impl Clip {
 
     /// `exp(logit_scale) * cosine`, [images, texts], from normalised embeddings.
     pub fn logits(&self, image_embeds: Tensor<2>, text_embeds: Tensor<2>) -> Tensor<2> {
-        image_embeds
-            .matmul(text_embeds.transpose())
-            .mul_scalar(self.logit_scale.exp())
+        image_embeds.matmul(text_embeds.transpose()).mul_scalar(self.logit_scale.exp())
     }
 }
 

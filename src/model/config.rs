@@ -19,9 +19,9 @@ impl Activation {
         match name {
             "quick_gelu" => Ok(Activation::QuickGelu),
             "gelu" => Ok(Activation::Gelu),
-            other => Err(Error::Config(format!(
-                "unsupported hidden_act \"{other}\" (quick_gelu and gelu are supported)"
-            ))),
+            other => {
+                Err(Error::Config(format!("unsupported hidden_act \"{other}\" (quick_gelu and gelu are supported)")))
+            }
         }
     }
 }
@@ -79,12 +79,7 @@ pub enum Preset {
 }
 
 impl Preset {
-    pub const ALL: [Preset; 4] = [
-        Preset::VitB32,
-        Preset::VitB16,
-        Preset::VitL14,
-        Preset::VitL14_336,
-    ];
+    pub const ALL: [Preset; 4] = [Preset::VitB32, Preset::VitB16, Preset::VitL14, Preset::VitL14_336];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -96,15 +91,8 @@ impl Preset {
     }
 
     pub fn config(self) -> ClipConfig {
-        let (
-            image_size,
-            patch_size,
-            vision_width,
-            vision_layers,
-            text_width,
-            text_layers,
-            projection_dim,
-        ) = match self {
+        let (image_size, patch_size, vision_width, vision_layers, text_width, text_layers, projection_dim) = match self
+        {
             Preset::VitB32 => (224, 32, 768, 12, 512, 12, 512),
             Preset::VitB16 => (224, 16, 768, 12, 512, 12, 512),
             Preset::VitL14 => (224, 14, 1024, 24, 768, 12, 768),
@@ -142,19 +130,13 @@ impl ClipConfig {
         let t = &self.text;
         let fail = |m: String| Err(Error::Config(m));
         if v.patch_size == 0 || v.image_size == 0 || v.image_size % v.patch_size != 0 {
-            return fail(format!(
-                "image_size {} is not a multiple of patch_size {}",
-                v.image_size, v.patch_size
-            ));
+            return fail(format!("image_size {} is not a multiple of patch_size {}", v.image_size, v.patch_size));
         }
-        for (tower, width, heads, layers) in [
-            ("vision", v.hidden_size, v.num_heads, v.num_layers),
-            ("text", t.hidden_size, t.num_heads, t.num_layers),
-        ] {
+        for (tower, width, heads, layers) in
+            [("vision", v.hidden_size, v.num_heads, v.num_layers), ("text", t.hidden_size, t.num_heads, t.num_layers)]
+        {
             if heads == 0 || width == 0 || width % heads != 0 {
-                return fail(format!(
-                    "{tower} hidden_size {width} is not divisible by num_attention_heads {heads}"
-                ));
+                return fail(format!("{tower} hidden_size {width} is not divisible by num_attention_heads {heads}"));
             }
             if layers == 0 {
                 return fail(format!("{tower} tower has no layers"));
@@ -168,13 +150,10 @@ impl ClipConfig {
 
     /// Parses a Hugging Face `CLIPModel` `config.json`; absent fields take the transformers defaults.
     pub fn from_hf_json(json: &str) -> Result<Self> {
-        let hf: HfClipConfig =
-            serde_json::from_str(json).map_err(|e| Error::Config(format!("config.json: {e}")))?;
+        let hf: HfClipConfig = serde_json::from_str(json).map_err(|e| Error::Config(format!("config.json: {e}")))?;
         let act = Activation::from_hf(&hf.vision_config.hidden_act)?;
         if Activation::from_hf(&hf.text_config.hidden_act)? != act {
-            return Err(Error::Config(
-                "the two towers use different activations".into(),
-            ));
+            return Err(Error::Config("the two towers use different activations".into()));
         }
         let config = ClipConfig {
             vision: VisionConfig {
@@ -244,12 +223,10 @@ impl ClipConfig {
         let need = |name: &str, rank: usize| -> Result<Vec<usize>> {
             match shape_of(name) {
                 Some(s) if s.len() == rank => Ok(s),
-                Some(s) => Err(Error::Config(format!(
-                    "tensor {name} has shape {s:?}, expected rank {rank}"
-                ))),
-                None => Err(Error::Config(format!(
-                    "tensor {name} is missing: this is not a Hugging Face CLIPModel file"
-                ))),
+                Some(s) => Err(Error::Config(format!("tensor {name} has shape {s:?}, expected rank {rank}"))),
+                None => {
+                    Err(Error::Config(format!("tensor {name} is missing: this is not a Hugging Face CLIPModel file")))
+                }
             }
         };
         let class = need("vision_model.embeddings.class_embedding", 1)?;
@@ -262,10 +239,7 @@ impl ClipConfig {
         let proj = need("visual_projection.weight", 2)?;
         let grid = ((vpos[0].saturating_sub(1)) as f64).sqrt().round() as usize;
         if grid * grid + 1 != vpos[0] {
-            return Err(Error::Config(format!(
-                "{} vision positions is not a square grid plus a class token",
-                vpos[0]
-            )));
+            return Err(Error::Config(format!("{} vision positions is not a square grid plus a class token", vpos[0])));
         }
         let heads = |width: usize| (width / 64).max(1);
         let config = ClipConfig {
@@ -375,25 +349,15 @@ mod tests {
         assert_eq!(ClipConfig::from_hf_json("{}").unwrap(), b32);
         for preset in Preset::ALL {
             let c = preset.config();
-            assert_eq!(
-                ClipConfig::from_hf_json(&c.to_hf_json()).unwrap(),
-                c,
-                "{}",
-                preset.name()
-            );
+            assert_eq!(ClipConfig::from_hf_json(&c.to_hf_json()).unwrap(), c, "{}", preset.name());
         }
     }
 
     #[test]
     fn inconsistent_configs_are_errors() {
-        let err =
-            ClipConfig::from_hf_json(r#"{"vision_config": {"image_size": 225}}"#).unwrap_err();
-        assert!(
-            err.to_string().contains("not a multiple of patch_size"),
-            "{err}"
-        );
-        let err =
-            ClipConfig::from_hf_json(r#"{"text_config": {"hidden_act": "relu"}}"#).unwrap_err();
+        let err = ClipConfig::from_hf_json(r#"{"vision_config": {"image_size": 225}}"#).unwrap_err();
+        assert!(err.to_string().contains("not a multiple of patch_size"), "{err}");
+        let err = ClipConfig::from_hf_json(r#"{"text_config": {"hidden_act": "relu"}}"#).unwrap_err();
         assert!(err.to_string().contains("relu"), "{err}");
         assert!(ClipConfig::from_hf_json("not json").is_err());
     }

@@ -1,10 +1,10 @@
-//! Loading Hugging Face `CLIPModel` safetensors (a folder, a lone file, or bytes) into `Clip`, and f16 conversion.
+//! Hugging Face `CLIPModel` safetensors in and out: loading a folder, a lone file or bytes; saving; f16 conversion.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::store::{
-    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+    BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 use burn::tensor::{DType, Device};
 use safetensors::{Dtype, SafeTensors};
@@ -23,9 +23,7 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
     if path.is_dir() {
         let weights = path.join("model.safetensors");
         if !weights.exists() {
-            let pickle = ["pytorch_model.bin", "model.pt", "model.pth"]
-                .iter()
-                .any(|f| path.join(f).exists());
+            let pickle = ["pytorch_model.bin", "model.pt", "model.pth"].iter().any(|f| path.join(f).exists());
             let why = if pickle {
                 "has no model.safetensors, only a PyTorch pickle checkpoint; pickles are not loaded (they can run code): convert it to safetensors or download model.safetensors"
             } else {
@@ -35,19 +33,11 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
         }
         let config_path = path.join("config.json");
         let config_json = match config_path.exists() {
-            true => Some(
-                std::fs::read_to_string(&config_path)
-                    .map_err(|e| Error::io(config_path.display(), e))?,
-            ),
+            true => Some(std::fs::read_to_string(&config_path).map_err(|e| Error::io(config_path.display(), e))?),
             false => None,
         };
         let bytes = read_weights_file(&weights)?;
-        return load_clip_from_bytes(
-            bytes,
-            config_json.as_deref(),
-            &weights.display().to_string(),
-            device,
-        );
+        return load_clip_from_bytes(bytes, config_json.as_deref(), &weights.display().to_string(), device);
     }
     if !path.exists() {
         return Err(Error::weights(shown, "no such file or folder"));
@@ -64,15 +54,11 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path.display(), e))?
-        .len();
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?.len();
     if len > MAX_WEIGHTS_BYTES {
         return Err(Error::weights(
             path.display(),
-            format!(
-                "{len} bytes is larger than any supported CLIP ({MAX_WEIGHTS_BYTES} bytes at most)"
-            ),
+            format!("{len} bytes is larger than any supported CLIP ({MAX_WEIGHTS_BYTES} bytes at most)"),
         ));
     }
     std::fs::read(path).map_err(|e| Error::io(path.display(), e))
@@ -94,22 +80,13 @@ pub fn inspect_weights(bytes: &[u8], name: &str) -> Result<WeightsHeader> {
             ),
         ));
     }
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| {
-        Error::weights(
-            name,
-            format!("not a valid safetensors file (corrupt or truncated?): {e}"),
-        )
-    })?;
-    let shapes: BTreeMap<String, Vec<usize>> = tensors
-        .iter()
-        .map(|(n, view)| (n.to_string(), view.shape().to_vec()))
-        .collect();
-    let view = tensors.tensor("logit_scale").map_err(|_| {
-        Error::weights(
-            name,
-            "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint",
-        )
-    })?;
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::weights(name, format!("not a valid safetensors file (corrupt or truncated?): {e}")))?;
+    let shapes: BTreeMap<String, Vec<usize>> =
+        tensors.iter().map(|(n, view)| (n.to_string(), view.shape().to_vec())).collect();
+    let view = tensors
+        .tensor("logit_scale")
+        .map_err(|_| Error::weights(name, "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint"))?;
     let data = view.data();
     let logit_scale = match (view.dtype(), data.len()) {
         (Dtype::F32, 4) => f32::from_le_bytes([data[0], data[1], data[2], data[3]]),
@@ -118,30 +95,20 @@ pub fn inspect_weights(bytes: &[u8], name: &str) -> Result<WeightsHeader> {
         (dtype, _) => {
             return Err(Error::weights(
                 name,
-                format!(
-                    "logit_scale is {dtype:?} with shape {:?}, expected one float",
-                    view.shape()
-                ),
+                format!("logit_scale is {dtype:?} with shape {:?}, expected one float", view.shape()),
             ));
         }
     };
     if !logit_scale.is_finite() {
         return Err(Error::weights(name, "logit_scale is not a finite number"));
     }
-    Ok(WeightsHeader {
-        shapes,
-        logit_scale,
-    })
+    Ok(WeightsHeader { shapes, logit_scale })
 }
 
 /// FNV-1a over 8-byte words of the file: fast enough for 600 MB, and any changed weight changes it.
 fn fingerprint(bytes: &[u8]) -> u64 {
-    let words = bytes
-        .chunks(8)
-        .map(|c| c.iter().rev().fold(0u64, |w, &b| (w << 8) | b as u64));
-    words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
-        (h ^ w).wrapping_mul(0x100_0000_01b3)
-    })
+    let words = bytes.chunks(8).map(|c| c.iter().rev().fold(0u64, |w, &b| (w << 8) | b as u64));
+    words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| (h ^ w).wrapping_mul(0x100_0000_01b3))
 }
 
 fn pickle_kind(bytes: &[u8]) -> Option<&'static str> {
@@ -153,11 +120,7 @@ fn pickle_kind(bytes: &[u8]) -> Option<&'static str> {
 }
 
 /// Infers or parses the config of a checkpoint.
-pub fn config_for(
-    header: &WeightsHeader,
-    config_json: Option<&str>,
-    name: &str,
-) -> Result<ClipConfig> {
+pub fn config_for(header: &WeightsHeader, config_json: Option<&str>, name: &str) -> Result<ClipConfig> {
     match config_json {
         Some(json) => ClipConfig::from_hf_json(json),
         None => ClipConfig::from_tensor_shapes(
@@ -166,13 +129,7 @@ pub fn config_for(
                 header
                     .shapes
                     .keys()
-                    .filter_map(|k| {
-                        k.strip_prefix(prefix)?
-                            .split('.')
-                            .next()?
-                            .parse::<usize>()
-                            .ok()
-                    })
+                    .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok())
                     .max()
                     .map_or(0, |i| i + 1)
             },
@@ -182,12 +139,7 @@ pub fn config_for(
 }
 
 /// Loads a `CLIPModel` from safetensors bytes; `config_json` is the Hugging Face `config.json` when there is one.
-pub fn load_clip_from_bytes(
-    bytes: Vec<u8>,
-    config_json: Option<&str>,
-    name: &str,
-    device: &Device,
-) -> Result<Clip> {
+pub fn load_clip_from_bytes(bytes: Vec<u8>, config_json: Option<&str>, name: &str, device: &Device) -> Result<Clip> {
     let header = inspect_weights(&bytes, name)?;
     let config = config_for(&header, config_json, name)?;
     check_shapes(&header, &config, name)?;
@@ -197,21 +149,11 @@ pub fn load_clip_from_bytes(
     drop(header);
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
         .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
-        .with_key_remapping(
-            r"^vision_model\.pre_layrnorm\.",
-            "vision_model.pre_layernorm.",
-        )
+        .with_key_remapping(r"^vision_model\.pre_layrnorm\.", "vision_model.pre_layernorm.")
         .allow_partial(true);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| Error::weights(name, e))?;
+    let result = model.load_from(&mut store).map_err(|e| Error::weights(name, e))?;
     if !result.errors.is_empty() {
-        let first: Vec<String> = result
-            .errors
-            .iter()
-            .take(3)
-            .map(|e| e.to_string())
-            .collect();
+        let first: Vec<String> = result.errors.iter().take(3).map(|e| e.to_string()).collect();
         return Err(Error::weights(
             name,
             format!(
@@ -222,19 +164,10 @@ pub fn load_clip_from_bytes(
         ));
     }
     if !result.missing.is_empty() {
-        let first: Vec<&str> = result
-            .missing
-            .iter()
-            .take(5)
-            .map(|(p, _)| p.as_str())
-            .collect();
+        let first: Vec<&str> = result.missing.iter().take(5).map(|(p, _)| p.as_str()).collect();
         return Err(Error::weights(
             name,
-            format!(
-                "{} tensors are missing, e.g. {}",
-                result.missing.len(),
-                first.join(", ")
-            ),
+            format!("{} tensors are missing, e.g. {}", result.missing.len(), first.join(", ")),
         ));
     }
     Ok(model)
@@ -245,18 +178,8 @@ pub fn hf_tensor_shapes(config: &ClipConfig) -> Vec<(String, Vec<usize>)> {
     let mut shapes = vec![("logit_scale".to_string(), vec![])];
     let mut add = |name: String, shape: &[usize]| shapes.push((name, shape.to_vec()));
     let towers = [
-        (
-            "vision_model",
-            config.vision.hidden_size,
-            config.vision.intermediate_size,
-            config.vision.num_layers,
-        ),
-        (
-            "text_model",
-            config.text.hidden_size,
-            config.text.intermediate_size,
-            config.text.num_layers,
-        ),
+        ("vision_model", config.vision.hidden_size, config.vision.intermediate_size, config.vision.num_layers),
+        ("text_model", config.text.hidden_size, config.text.intermediate_size, config.text.num_layers),
     ];
     for (tower, width, hidden, layers) in towers {
         for i in 0..layers {
@@ -277,43 +200,19 @@ pub fn hf_tensor_shapes(config: &ClipConfig) -> Vec<(String, Vec<usize>)> {
     }
     let v = &config.vision;
     let t = &config.text;
-    add(
-        "vision_model.embeddings.class_embedding".into(),
-        &[v.hidden_size],
-    );
-    add(
-        "vision_model.embeddings.patch_embedding.weight".into(),
-        &[v.hidden_size, 3, v.patch_size, v.patch_size],
-    );
-    add(
-        "vision_model.embeddings.position_embedding.weight".into(),
-        &[v.num_positions(), v.hidden_size],
-    );
+    add("vision_model.embeddings.class_embedding".into(), &[v.hidden_size]);
+    add("vision_model.embeddings.patch_embedding.weight".into(), &[v.hidden_size, 3, v.patch_size, v.patch_size]);
+    add("vision_model.embeddings.position_embedding.weight".into(), &[v.num_positions(), v.hidden_size]);
     for norm in ["vision_model.pre_layrnorm", "vision_model.post_layernorm"] {
         add(format!("{norm}.weight"), &[v.hidden_size]);
         add(format!("{norm}.bias"), &[v.hidden_size]);
     }
-    add(
-        "visual_projection.weight".into(),
-        &[config.projection_dim, v.hidden_size],
-    );
-    add(
-        "text_model.embeddings.token_embedding.weight".into(),
-        &[t.vocab_size, t.hidden_size],
-    );
-    add(
-        "text_model.embeddings.position_embedding.weight".into(),
-        &[t.context_length, t.hidden_size],
-    );
-    add(
-        "text_model.final_layer_norm.weight".into(),
-        &[t.hidden_size],
-    );
+    add("visual_projection.weight".into(), &[config.projection_dim, v.hidden_size]);
+    add("text_model.embeddings.token_embedding.weight".into(), &[t.vocab_size, t.hidden_size]);
+    add("text_model.embeddings.position_embedding.weight".into(), &[t.context_length, t.hidden_size]);
+    add("text_model.final_layer_norm.weight".into(), &[t.hidden_size]);
     add("text_model.final_layer_norm.bias".into(), &[t.hidden_size]);
-    add(
-        "text_projection.weight".into(),
-        &[config.projection_dim, t.hidden_size],
-    );
+    add("text_projection.weight".into(), &[config.projection_dim, t.hidden_size]);
     shapes
 }
 
@@ -324,9 +223,7 @@ fn check_shapes(header: &WeightsHeader, config: &ClipConfig, name: &str) -> Resu
     for (tensor, shape) in hf_tensor_shapes(config) {
         match header.shapes.get(&tensor) {
             None => missing.push(tensor),
-            Some(found) if *found != shape => {
-                wrong.push(format!("{tensor} is {found:?}, expected {shape:?}"))
-            }
+            Some(found) if *found != shape => wrong.push(format!("{tensor} is {found:?}, expected {shape:?}")),
             Some(_) => {}
         }
     }
@@ -356,33 +253,47 @@ fn check_shapes(header: &WeightsHeader, config: &ClipConfig, name: &str) -> Resu
 /// Rewrites a safetensors checkpoint with every f32 tensor as f16 (half the download; loading casts back to f32).
 pub fn convert_to_f16(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
     inspect_weights(bytes, name)?;
+    rewrite_tensors(bytes, name, None, true)
+}
+
+/// A `Clip` as a Hugging Face `model.safetensors` (the tensor names and layouts transformers loads), f16 or f32.
+pub fn save_clip_safetensors(model: &Clip, f16: bool) -> Result<Vec<u8>> {
+    let mut store = SafetensorsStore::from_bytes(None)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .with_key_remapping(r"^vision_model\.pre_layernorm\.", "vision_model.pre_layrnorm.");
+    model.save_into(&mut store).map_err(|e| Error::weights("model", e))?;
+    let bytes = store.get_bytes().map_err(|e| Error::weights("model", e))?;
+    rewrite_tensors(&bytes, "model", Some(model.logit_scale), f16)
+}
+
+/// Copies every tensor of `bytes`, casting f32 to f16 when asked, and sets the 0-d `logit_scale` when given.
+fn rewrite_tensors(bytes: &[u8], name: &str, logit_scale: Option<f32>, f16: bool) -> Result<Vec<u8>> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| Error::weights(name, e))?;
-    let mut converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (tensor_name, view) in tensors.iter() {
+    let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (tensor_name, view) in tensors.iter().filter(|(n, _)| logit_scale.is_none() || *n != "logit_scale") {
         let (dtype, data) = match view.dtype() {
-            Dtype::F32 => {
+            Dtype::F32 if f16 => {
                 let data = view
                     .data()
                     .chunks_exact(4)
-                    .flat_map(|c| {
-                        half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                            .to_le_bytes()
-                    })
+                    .flat_map(|c| half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
                     .collect();
                 (Dtype::F16, data)
             }
             other => (other, view.data().to_vec()),
         };
-        converted.push((tensor_name.to_string(), dtype, view.shape().to_vec(), data));
+        out.push((tensor_name.to_string(), dtype, view.shape().to_vec(), data));
     }
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = converted
+    if let Some(scale) = logit_scale {
+        // Kept in f32 whatever the other tensors are: it is one number, and its exp() amplifies rounding.
+        out.push(("logit_scale".into(), Dtype::F32, vec![], scale.to_le_bytes().to_vec()));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = out
         .iter()
         .map(|(n, dtype, shape, data)| {
-            Ok((
-                n.clone(),
-                safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
-                    .map_err(|e| Error::weights(name, e))?,
-            ))
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
+                .map_err(|e| Error::weights(name, e))?;
+            Ok((n.clone(), view))
         })
         .collect::<Result<_>>()?;
     safetensors::serialize(views, None).map_err(|e| Error::weights(name, e))

@@ -11,5 +11,5 @@ pub use clip::{Clip, l2_normalize};
 pub use config::{Activation, ClipConfig, Preset, TextConfig, VisionConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use load::load_clip;
-pub use load::{convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes};
+pub use load::{convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes, save_clip_safetensors};
 pub use text::TokenBatch;

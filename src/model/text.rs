@@ -49,24 +49,13 @@ impl TokenBatch {
                 )));
             }
             if let Some(bad) = seq.iter().find(|&&id| id as usize >= vocab_size) {
-                return Err(Error::invalid(format!(
-                    "token id {bad} is outside the vocabulary of {vocab_size}"
-                )));
+                return Err(Error::invalid(format!("token id {bad} is outside the vocabulary of {vocab_size}")));
             }
-            eot_positions.push(
-                seq.iter()
-                    .position(|&id| id == EOT)
-                    .unwrap_or(seq.len() - 1),
-            );
+            eot_positions.push(seq.iter().position(|&id| id == EOT).unwrap_or(seq.len() - 1));
             ids.extend_from_slice(seq);
             ids.resize(ids.len() + length - seq.len(), 0);
         }
-        Ok(Self {
-            ids,
-            batch: sequences.len(),
-            length,
-            eot_positions,
-        })
+        Ok(Self { ids, batch: sequences.len(), length, eot_positions })
     }
 }
 
@@ -95,29 +84,17 @@ impl TextTransformer {
 
     fn embed(&self, tokens: &TokenBatch, device: &Device) -> Tensor<3> {
         let ids: Vec<i64> = tokens.ids.iter().map(|&id| id as i64).collect();
-        let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(ids, [tokens.batch, tokens.length]),
-            device,
-        );
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [tokens.batch, tokens.length]), device);
         let width = self.embeddings.position_embedding.weight.dims()[1];
-        let positions = self
-            .embeddings
-            .position_embedding
-            .weight
-            .val()
-            .slice([0..tokens.length, 0..width])
-            .unsqueeze::<3>();
+        let positions =
+            self.embeddings.position_embedding.weight.val().slice([0..tokens.length, 0..width]).unsqueeze::<3>();
         self.embeddings.token_embedding.forward(ids) + positions
     }
 
     /// Pooled output (final-LN hidden state at each EOT), [batch, hidden].
     pub fn forward(&self, tokens: &TokenBatch) -> Tensor<2> {
         let device = self.embeddings.token_embedding.weight.device();
-        let hidden = self.encoder.forward(
-            self.embed(tokens, &device),
-            Some(causal_mask(tokens.length, &device)),
-            None,
-        );
+        let hidden = self.encoder.forward(self.embed(tokens, &device), Some(causal_mask(tokens.length, &device)), None);
         self.pool(self.final_layer_norm.forward(hidden), tokens)
     }
 
@@ -130,20 +107,12 @@ impl TextTransformer {
             Some(causal_mask(tokens.length, &device)),
             Some(&mut states),
         );
-        (
-            self.pool(self.final_layer_norm.forward(hidden), tokens),
-            states,
-        )
+        (self.pool(self.final_layer_norm.forward(hidden), tokens), states)
     }
 
     fn pool(&self, hidden: Tensor<3>, tokens: &TokenBatch) -> Tensor<2> {
         let [batch, length, width] = hidden.dims();
-        let rows: Vec<i64> = tokens
-            .eot_positions
-            .iter()
-            .enumerate()
-            .map(|(b, &p)| (b * length + p) as i64)
-            .collect();
+        let rows: Vec<i64> = tokens.eot_positions.iter().enumerate().map(|(b, &p)| (b * length + p) as i64).collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &hidden.device());
         hidden.reshape([batch * length, width]).select(0, rows)
     }

@@ -23,23 +23,14 @@ pub struct SelfAttention {
 impl SelfAttention {
     pub fn new(width: usize, num_heads: usize, device: &Device) -> Self {
         let linear = || LinearConfig::new(width, width).init(device);
-        Self {
-            q_proj: linear(),
-            k_proj: linear(),
-            v_proj: linear(),
-            out_proj: linear(),
-            num_heads,
-        }
+        Self { q_proj: linear(), k_proj: linear(), v_proj: linear(), out_proj: linear(), num_heads }
     }
 
     /// `x`: [batch, tokens, width]; `mask`: [tokens, tokens], true where a query may not look.
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let [batch, tokens, width] = x.dims();
         let head_dim = width / self.num_heads;
-        let split = |t: Tensor<3>| {
-            t.reshape([batch, tokens, self.num_heads, head_dim])
-                .swap_dims(1, 2)
-        };
+        let split = |t: Tensor<3>| t.reshape([batch, tokens, self.num_heads, head_dim]).swap_dims(1, 2);
         let scale = (head_dim as f64).powf(-0.5);
         let q = split(self.q_proj.forward(x.clone())).mul_scalar(scale);
         let k = split(self.k_proj.forward(x.clone()));
@@ -47,16 +38,11 @@ impl SelfAttention {
         let mut scores = q.matmul(k.swap_dims(2, 3));
         if let Some(mask) = mask {
             // A finite fill keeps softmax and its gradient NaN-free on every backend.
-            let mask = mask
-                .unsqueeze::<4>()
-                .expand([batch, self.num_heads, tokens, tokens]);
+            let mask = mask.unsqueeze::<4>().expand([batch, self.num_heads, tokens, tokens]);
             scores = scores.mask_fill(mask, -1e9);
         }
         let weights = softmax(scores, 3);
-        let context = weights
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, tokens, width]);
+        let context = weights.matmul(v).swap_dims(1, 2).reshape([batch, tokens, width]);
         self.out_proj.forward(context)
     }
 }

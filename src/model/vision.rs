@@ -35,8 +35,7 @@ impl VisionTransformer {
                     .with_stride([p, p])
                     .with_bias(false)
                     .init(device),
-                position_embedding: EmbeddingConfig::new(config.num_positions(), width)
-                    .init(device),
+                position_embedding: EmbeddingConfig::new(config.num_positions(), width).init(device),
             },
             pre_layernorm: layer_norm(width, config.layer_norm_eps, device),
             encoder: Encoder::new(
@@ -60,19 +59,9 @@ impl VisionTransformer {
         let patches = self.embeddings.patch_embedding.forward(pixels); // [b, width, gh, gw]
         let [_, width, gh, gw] = patches.dims();
         let patches = patches.reshape([batch, width, gh * gw]).swap_dims(1, 2);
-        let class = self
-            .embeddings
-            .class_embedding
-            .val()
-            .reshape([1, 1, width])
-            .expand([batch, 1, width]);
+        let class = self.embeddings.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let tokens = Tensor::cat(vec![class, patches], 1);
-        let positions = self
-            .embeddings
-            .position_embedding
-            .weight
-            .val()
-            .unsqueeze::<3>();
+        let positions = self.embeddings.position_embedding.weight.val().unsqueeze::<3>();
         self.pre_layernorm.forward(tokens + positions)
     }
 
@@ -84,17 +73,13 @@ impl VisionTransformer {
     /// Like `forward`, also returning the encoder input and every block's output.
     pub fn forward_with_hidden_states(&self, pixels: Tensor<4>) -> (Tensor<2>, Vec<Tensor<3>>) {
         let mut states = Vec::new();
-        let out = self
-            .encoder
-            .forward(self.embed(pixels), None, Some(&mut states));
+        let out = self.encoder.forward(self.embed(pixels), None, Some(&mut states));
         (self.pool(out), states)
     }
 
     fn pool(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [batch, _, width] = hidden.dims();
-        let class = hidden
-            .slice([0..batch, 0..1, 0..width])
-            .reshape([batch, width]);
+        let class = hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
         self.post_layernorm.forward(class)
     }
 }

@@ -128,11 +128,7 @@ fn ftfy_unescape_html(text: &str) -> String {
             if m.starts_with("&#") {
                 let unescaped = html_unescape(m);
                 // A partially decoded reference (the ';' survived) is left as it was.
-                return if unescaped.contains(';') {
-                    m.to_string()
-                } else {
-                    unescaped.into_owned()
-                };
+                return if unescaped.contains(';') { m.to_string() } else { unescaped.into_owned() };
             }
             m.to_string()
         })
@@ -189,10 +185,7 @@ fn charref(after: &str) -> Option<(usize, String)> {
         let (start, digits, radix) = if dec > 0 {
             (1, dec, 10)
         } else if matches!(bytes.get(1), Some(b'x' | b'X')) {
-            let hex = bytes[2..]
-                .iter()
-                .take_while(|b| b.is_ascii_hexdigit())
-                .count();
+            let hex = bytes[2..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
             if hex == 0 {
                 return None;
             }
@@ -205,10 +198,9 @@ fn charref(after: &str) -> Option<(usize, String)> {
             end += 1;
         }
         // Saturate: every value above 0x10FFFF gives the same answer.
-        let num = after[start..start + digits].chars().fold(0u32, |acc, c| {
-            acc.saturating_mul(radix)
-                .saturating_add(c.to_digit(radix).unwrap_or(0))
-        });
+        let num = after[start..start + digits]
+            .chars()
+            .fold(0u32, |acc, c| acc.saturating_mul(radix).saturating_add(c.to_digit(radix).unwrap_or(0)));
         return Some((end, numeric_charref(num)));
     }
     // Up to 32 code points (not bytes) of the name class, then an optional ';'.
@@ -243,9 +235,7 @@ fn charref(after: &str) -> Option<(usize, String)> {
 
 fn entity(name: &str) -> Option<String> {
     let key = format!("&{name}");
-    htmlize::ENTITIES
-        .get(key.as_bytes())
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    htmlize::ENTITIES.get(key.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 fn numeric_charref(num: u32) -> String {
@@ -257,15 +247,13 @@ fn numeric_charref(num: u32) -> String {
     }
     if (0x80..=0x9f).contains(&num) {
         // _invalid_charrefs: windows-1252, with its five holes kept as the C1 control itself.
-        let c = t::WINDOWS_1252_C1[(num - 0x80) as usize]
-            .unwrap_or(char::from_u32(num).unwrap_or('\u{fffd}'));
+        let c = t::WINDOWS_1252_C1[(num - 0x80) as usize].unwrap_or(char::from_u32(num).unwrap_or('\u{fffd}'));
         return c.to_string();
     }
     if (0xd800..=0xdfff).contains(&num) || num > 0x10ffff {
         return "\u{fffd}".into();
     }
-    let invalid = matches!(num, 0x1..=0x8 | 0xb | 0xe..=0x1f | 0x7f | 0xfdd0..=0xfdef)
-        || (num & 0xfffe) == 0xfffe;
+    let invalid = matches!(num, 0x1..=0x8 | 0xb | 0xe..=0x1f | 0x7f | 0xfdd0..=0xfdef) || (num & 0xfffe) == 0xfffe;
     if invalid {
         return String::new();
     }
@@ -305,10 +293,7 @@ fn fix_encoding_one_step(text: &str) -> Option<String> {
             bytes = restore_byte_a0(&bytes);
         }
         if name.starts_with("sloppy") {
-            bytes = regexes()
-                .lossy_utf8
-                .replace_all(&bytes, "\u{fffd}".as_bytes())
-                .into_owned();
+            bytes = regexes().lossy_utf8.replace_all(&bytes, "\u{fffd}".as_bytes()).into_owned();
         }
         let decoded = if bytes.contains(&0xed) || bytes.contains(&0xc0) {
             decode_utf8_variants(&bytes)
@@ -363,9 +348,7 @@ fn restore_byte_a0(bytes: &[u8]) -> Vec<u8> {
     while i < bytes.len() {
         if bytes[i] == 0xc3 && bytes.get(i + 1) == Some(&b' ') {
             let after = &bytes[i + 2..];
-            let blocked = [&b" "[..], b"quele", b"quela", b"quilo", b"s "]
-                .iter()
-                .any(|p| after.starts_with(p));
+            let blocked = [&b" "[..], b"quele", b"quela", b"quilo", b"s "].iter().any(|p| after.starts_with(p));
             if !blocked {
                 grave.extend_from_slice(b"\xc3\xa0 ");
                 i += 2;
@@ -378,10 +361,7 @@ fn restore_byte_a0(bytes: &[u8]) -> Vec<u8> {
     regexes()
         .altered_utf8
         .replace_all(&grave, |caps: &regex::bytes::Captures| {
-            caps[0]
-                .iter()
-                .map(|&b| if b == b' ' { 0xa0 } else { b })
-                .collect::<Vec<u8>>()
+            caps[0].iter().map(|&b| if b == b' ' { 0xa0 } else { b }).collect::<Vec<u8>>()
         })
         .into_owned()
 }
@@ -443,10 +423,7 @@ fn decode_inconsistent_utf8(text: &str) -> String {
         // The negative lookbehind of UTF8_DETECTOR_RE: a match may not follow a strict continuation character.
         if let Some(prev) = text[..m.start()].chars().next_back() {
             let mut buf = [0u8; 4];
-            if re
-                .utf8_continuation_strict
-                .is_match(prev.encode_utf8(&mut buf))
-            {
+            if re.utf8_continuation_strict.is_match(prev.encode_utf8(&mut buf)) {
                 pos = m.start() + text[m.start()..].chars().next().map_or(1, char::len_utf8);
                 continue;
             }
@@ -483,15 +460,7 @@ fn is_c1(c: char) -> bool {
 /// `fixes.fix_c1_controls`: C1 controls read as sloppy windows-1252.
 fn fix_c1_controls(text: &str) -> String {
     let sloppy_1252 = &t::CHARMAP_ENCODINGS[1].1;
-    text.chars()
-        .map(|c| {
-            if is_c1(c) {
-                sloppy_1252[(c as u32 - 0x80) as usize]
-            } else {
-                c
-            }
-        })
-        .collect()
+    text.chars().map(|c| if is_c1(c) { sloppy_1252[(c as u32 - 0x80) as usize] } else { c }).collect()
 }
 
 /// `fixes.fix_latin_ligatures` (chardata.LIGATURES).
@@ -557,8 +526,7 @@ fn uncurl_quotes(text: &str) -> String {
 
 /// `fixes.fix_line_breaks`.
 fn fix_line_breaks(text: &str) -> String {
-    text.replace("\r\n", "\n")
-        .replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n")
+    text.replace("\r\n", "\n").replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n")
 }
 
 /// `fixes.remove_control_chars` (chardata.CONTROL_CHARS).
@@ -584,28 +552,16 @@ mod tests {
     fn python_html_unescape_edge_cases() {
         // Values checked against CPython 3.11's html.unescape.
         assert_eq!(html_unescape("&amp;amp;"), "&amp;");
-        assert_eq!(
-            html_unescape("&notit; &notin; &ampx &#65&#x42;"),
-            "¬it; ∉ &x AB"
-        );
-        assert_eq!(
-            html_unescape("&#128; &#1; &#0; &#xD800; &#99999999999;"),
-            "€  \u{fffd} \u{fffd} \u{fffd}"
-        );
+        assert_eq!(html_unescape("&notit; &notin; &ampx &#65&#x42;"), "¬it; ∉ &x AB");
+        assert_eq!(html_unescape("&#128; &#1; &#0; &#xD800; &#99999999999;"), "€  \u{fffd} \u{fffd} \u{fffd}");
         assert_eq!(html_unescape("&#; &#x; &; & x"), "&#; &#x; &; & x");
     }
 
     #[test]
     fn ftfy_fixes_mojibake_and_leaves_text_with_tags_escaped() {
         assert_eq!(fix_text("âœ” No problems"), "✔ No problems");
-        assert_eq!(
-            fix_text("Broken text&hellip; it&#x2019;s ﬂubberiﬁc!"),
-            "Broken text… it's flubberific!"
-        );
+        assert_eq!(fix_text("Broken text&hellip; it&#x2019;s ﬂubberiﬁc!"), "Broken text… it's flubberific!");
         assert_eq!(fix_text("ＬＯＵＤ　ＮＯＩＳＥＳ"), "LOUD NOISES");
-        assert_eq!(
-            fix_text("P&EACUTE;REZ <b>&eacute;</b>"),
-            "P&EACUTE;REZ <b>&eacute;</b>"
-        );
+        assert_eq!(fix_text("P&EACUTE;REZ <b>&eacute;</b>"), "P&EACUTE;REZ <b>&eacute;</b>");
     }
 }

@@ -8,9 +8,7 @@ use advclip::model::{ClipConfig, hf_tensor_shapes};
 use safetensors::{Dtype, SafeTensors};
 
 pub fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
 }
 
 /// A float32 or int64 tensor of a reference file, as f32 values with its shape.
@@ -28,33 +26,18 @@ pub fn read_reference(path: &str) -> HashMap<String, RefTensor> {
         .map(|(name, view)| {
             let data = view.data();
             let (values, ints) = match view.dtype() {
-                Dtype::F32 => (
-                    data.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect(),
-                    vec![],
-                ),
+                Dtype::F32 => {
+                    (data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(), vec![])
+                }
                 Dtype::I64 => {
-                    let ints: Vec<i64> = data
-                        .chunks_exact(8)
-                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                        .collect();
+                    let ints: Vec<i64> =
+                        data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
                     (ints.iter().map(|&i| i as f32).collect(), ints)
                 }
-                Dtype::U8 => (
-                    data.iter().map(|&b| b as f32).collect(),
-                    data.iter().map(|&b| b as i64).collect(),
-                ),
+                Dtype::U8 => (data.iter().map(|&b| b as f32).collect(), data.iter().map(|&b| b as i64).collect()),
                 other => panic!("{name}: unexpected dtype {other:?}"),
             };
-            (
-                name.to_string(),
-                RefTensor {
-                    shape: view.shape().to_vec(),
-                    values,
-                    ints,
-                },
-            )
+            (name.to_string(), RefTensor { shape: view.shape().to_vec(), values, ints })
         })
         .collect()
 }
@@ -62,18 +45,12 @@ pub fn read_reference(path: &str) -> HashMap<String, RefTensor> {
 /// Largest absolute difference; panics on a length mismatch.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tolerance: f32) {
     let diff = max_abs_diff(actual, expected);
-    assert!(
-        diff.is_finite() && diff <= tolerance,
-        "{what}: max abs diff {diff:e} > {tolerance:e}"
-    );
+    assert!(diff.is_finite() && diff <= tolerance, "{what}: max abs diff {diff:e} > {tolerance:e}");
     eprintln!("{what}: max abs diff {diff:.3e} (tolerance {tolerance:.0e})");
 }
 
@@ -83,10 +60,7 @@ pub fn id_rows(t: &RefTensor) -> Vec<Vec<u32>> {
     t.ints
         .chunks(len)
         .map(|row| {
-            let end = row
-                .iter()
-                .position(|&i| i == advclip::tokenizer::EOT as i64)
-                .map_or(row.len(), |p| p + 1);
+            let end = row.iter().position(|&i| i == advclip::tokenizer::EOT as i64).map_or(row.len(), |p| p + 1);
             row[..end].iter().map(|&i| i as u32).collect()
         })
         .collect()
@@ -97,9 +71,7 @@ pub fn id_rows(t: &RefTensor) -> Vec<Vec<u32>> {
 const SALT: u64 = 0x0AD5_C11B_0000_0001;
 
 fn fnv1a64(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// `count` values of the stream named `name`: `(2u - 1) * amp + base`, u uniform on 24 bits, all in f32.
@@ -125,21 +97,14 @@ pub fn seeded_tensor(name: &str, shape: &[usize]) -> Vec<f32> {
         return vec![2.6592];
     }
     let (amp, base) = if name.contains("norm") {
-        if name.ends_with(".weight") {
-            (0.1, 1.0)
-        } else {
-            (0.02, 0.0)
-        }
+        if name.ends_with(".weight") { (0.1, 1.0) } else { (0.02, 0.0) }
     } else if name.contains("embedding") && !name.contains("patch_embedding") {
         (0.02, 0.0)
     } else if name.ends_with(".bias") {
         (0.02, 0.0)
     } else {
         assert!(shape.len() >= 2, "{name}: no rule for shape {shape:?}");
-        (
-            (1.0 / (shape[1..].iter().product::<usize>() as f64).sqrt()) as f32,
-            0.0,
-        )
+        ((1.0 / (shape[1..].iter().product::<usize>() as f64).sqrt()) as f32, 0.0)
     };
     seeded_values(name, count, amp, base)
 }
@@ -149,21 +114,13 @@ pub fn seeded_checkpoint(config: &ClipConfig) -> Vec<u8> {
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = hf_tensor_shapes(config)
         .into_iter()
         .map(|(name, shape)| {
-            let bytes = seeded_tensor(&name, &shape)
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
+            let bytes = seeded_tensor(&name, &shape).iter().flat_map(|v| v.to_le_bytes()).collect();
             (name, shape, bytes)
         })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
         .collect();
     safetensors::serialize(views, None).unwrap()
 }
