@@ -115,7 +115,8 @@ impl Dataset {
         let mut items = Vec::new();
         for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
             let label = class_names.len();
-            class_names.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            // Folder names cannot always hold spaces; "red_circle" is the class "red circle".
+            class_names.push(dir.file_name().unwrap_or_default().to_string_lossy().replace('_', " "));
             for file in sorted_entries(&dir)?.into_iter().filter(|p| has_image_extension(p)) {
                 items.push(Item { pixels: Pixels::File(file), label: Some(label), caption: None });
             }

@@ -3,11 +3,13 @@
 pub mod attack;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dataset;
+pub mod demo;
 pub mod embed;
 pub mod error;
 pub mod model;
 pub mod preprocess;
 pub mod pretrain;
+pub mod synth;
 pub mod tokenizer;
 pub mod zeroshot;
 

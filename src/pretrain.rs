@@ -149,3 +149,132 @@ impl Pretrainer {
         Ok(())
     }
 }
+
+/// Where and how long `pretrain_on_synth` trains.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Clone, Debug)]
+pub struct PretrainOptions {
+    /// Output folder: `config.json` + `model.safetensors` (f16), and `pretrain.ckpt` while training.
+    pub out: std::path::PathBuf,
+    pub config: PretrainConfig,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct PretrainState {
+    step: usize,
+    seed: u64,
+    batch_size: usize,
+    steps: usize,
+}
+
+/// One batch of the shapes world: CLIP-normalised pixels and token sequences. Half the texts are the scene's free
+/// caption, half the zero-shot prompt "a photo of a <label>.", so both kinds of text land near the image.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn synth_batch(
+    model_config: &ClipConfig,
+    tokenizer: &crate::tokenizer::Tokenizer,
+    seed: u64,
+    first_index: u64,
+    batch: usize,
+    device: &Device,
+) -> Result<(Tensor<4>, TokenBatch)> {
+    let size = model_config.vision.image_size;
+    let mut pixels = Vec::with_capacity(batch);
+    let mut texts = Vec::with_capacity(batch);
+    for i in 0..batch as u64 {
+        let scene = crate::synth::render_scene(size as u32, seed, first_index + i, crate::synth::Renderer::Standard);
+        pixels.push(crate::preprocess::preprocess(&scene.image, size as u32));
+        let mut rng = crate::attack::rng::SeededRng::new(seed, &format!("text {}", first_index + i));
+        texts.push(if rng.uniform() < 0.5 {
+            scene.caption
+        } else {
+            crate::zeroshot::DEFAULT_TEMPLATE.replace("{}", &scene.label)
+        });
+    }
+    let ids: Vec<Vec<u32>> =
+        texts.iter().map(|t| tokenizer.encode_for_context(t, model_config.text.context_length)).collect();
+    let tokens = TokenBatch::new(&ids, model_config.text.context_length, model_config.text.vocab_size)?;
+    Ok((crate::embed::pixel_batch(&pixels, size, device)?, tokens))
+}
+
+/// Pretrains the mini CLIP on the shapes world (on an autodiff `device`), checkpointing atomically and resuming
+/// exactly; writes the model in the Hugging Face layout (f16) and returns it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn pretrain_on_synth(
+    device: &Device,
+    options: &PretrainOptions,
+    resume: bool,
+    mut on_step: impl FnMut(usize, f32),
+) -> Result<Clip> {
+    use burn::store::{BurnpackStore, ModuleSnapshot};
+    let config = mini_clip_config();
+    device.seed(options.seed);
+    let mut trainer = Pretrainer::new(ContrastiveModel::new(&config, device), options.config.clone());
+    let tokenizer = crate::tokenizer::Tokenizer::new();
+    std::fs::create_dir_all(&options.out).map_err(|e| crate::Error::io(options.out.display(), e))?;
+    let ckpt = options.out.join("pretrain.ckpt");
+    let state = |step| PretrainState {
+        step,
+        seed: options.seed,
+        batch_size: options.config.batch_size,
+        steps: options.config.steps,
+    };
+    if resume && ckpt.exists() {
+        let (saved, blobs) = crate::attack::checkpoint::read(&ckpt)?;
+        let saved: PretrainState =
+            serde_json::from_str(&saved).map_err(|e| crate::Error::invalid(format!("{}: {e}", ckpt.display())))?;
+        if saved != state(saved.step) {
+            return Err(crate::Error::invalid(format!(
+                "{}: the checkpoint is from a run with other settings (seed, batch or steps)",
+                ckpt.display()
+            )));
+        }
+        let blob = |n: &str| {
+            blobs
+                .get(n)
+                .cloned()
+                .ok_or_else(|| crate::Error::invalid(format!("{}: checkpoint lacks {n}", ckpt.display())))
+        };
+        let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(blob("model")?)));
+        trainer.model.load_from(&mut store).map_err(|e| crate::Error::invalid(format!("{}: {e}", ckpt.display())))?;
+        trainer.restore_optimizer(blob("optimizer")?)?;
+        trainer.step = saved.step;
+    }
+    let batch = options.config.batch_size;
+    while trainer.step < options.config.steps {
+        let (pixels, tokens) =
+            synth_batch(&config, &tokenizer, options.seed, (trainer.step * batch) as u64, batch, device)?;
+        let loss = trainer.step(pixels, &tokens);
+        let loss: Vec<f32> = loss
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| crate::Error::invalid(format!("{e:?}")))?;
+        on_step(trainer.step, loss[0]);
+        if trainer.step % options.checkpoint_every.max(1) == 0 || trainer.step == options.config.steps {
+            let mut store = BurnpackStore::from_bytes(None);
+            trainer
+                .model
+                .save_into(&mut store)
+                .map_err(|e| crate::Error::invalid(format!("saving checkpoint: {e}")))?;
+            let model_bytes =
+                store.get_bytes().map_err(|e| crate::Error::invalid(format!("saving checkpoint: {e}")))?.to_vec();
+            let meta = serde_json::to_string(&state(trainer.step)).expect("state serialises");
+            crate::attack::checkpoint::write(
+                &ckpt,
+                &meta,
+                vec![("model".into(), model_bytes), ("optimizer".into(), trainer.optimizer_bytes()?)],
+            )?;
+        }
+    }
+    let clip = trainer.model.into_clip()?.valid();
+    crate::write_atomically(&options.out.join("config.json"), clip.config().to_hf_json().as_bytes())?;
+    crate::write_atomically(
+        &options.out.join("model.safetensors"),
+        &crate::model::save_clip_safetensors(&clip, true)?,
+    )?;
+    Ok(clip)
+}

@@ -44,19 +44,21 @@ pub struct EvalOptions<'a> {
     pub probe: bool,
 }
 
-/// Evaluates `patch` ([3, p, p] pixels in [0, 1], host) at `placement` on `dataset`; unreadable images are skipped and
+/// Evaluates `patch` ([3, p, p] pixels in [0, 1], host) at its placement on `dataset` (with no patch, only the clean
+/// numbers mean anything: the "patched" images are the clean ones); unreadable images are skipped and
 /// counted in the returned number.
 pub fn evaluate_patch(
     model: &Clip,
     dataset: &Dataset,
-    patch: &[f32],
-    placement: &PatchPlacement,
+    patch: Option<(&[f32], &PatchPlacement)>,
     options: &EvalOptions,
     device: &Device,
     mut on_batch: impl FnMut(usize),
 ) -> Result<(Vec<EvalReport>, usize)> {
     let size = model.config().vision.image_size;
-    if placement.image_size != size {
+    if let Some((_, placement)) = patch
+        && placement.image_size != size
+    {
         return Err(Error::invalid(format!(
             "the patch was made for {} px inputs; this model takes {size} px",
             placement.image_size
@@ -64,7 +66,12 @@ pub fn evaluate_patch(
     }
     let tokenizer = Tokenizer::new();
     let head = ZeroShotClassifier::new(model, &tokenizer, options.labels, &[options.template.to_string()])?;
-    let patch_t = Tensor::<3>::from_data(TensorData::new(patch.to_vec(), [3, placement.size, placement.size]), device);
+    let patch = patch.map(|(pixels, placement)| {
+        (
+            Tensor::<3>::from_data(TensorData::new(pixels.to_vec(), [3, placement.size, placement.size]), device),
+            placement,
+        )
+    });
     let conditions: Vec<Option<&Defence>> = std::iter::once(None).chain(options.defences.iter().map(Some)).collect();
     let n_items = options.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     let mut skipped = 0;
@@ -100,7 +107,10 @@ pub fn evaluate_patch(
         }
         let b = images.len();
         let clean = Tensor::<4>::from_data(TensorData::new(images.concat(), [b, 3, size, size]), device);
-        let patched = paste_patch(clean.clone(), patch_t.clone(), placement);
+        let patched = match &patch {
+            Some((p, placement)) => paste_patch(clean.clone(), p.clone(), placement),
+            None => clean.clone(),
+        };
         let (clean_host, patched_host) = (read(clean)?, read(patched)?);
         for (c, defence) in conditions.iter().enumerate() {
             let (clean_px, adv_px) = match defence {

@@ -1,6 +1,8 @@
 //! The AdvCLIP attack and the targeted patch: placement, generator, discriminator, losses, training, metrics.
 
 pub mod advclip;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod checkpoint;
 pub mod discriminator;
 pub mod generator;
 pub mod losses;

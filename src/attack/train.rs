@@ -365,30 +365,12 @@ fn write_checkpoint(path: &Path, state: &RunState, trainer: &Trainer) -> Result<
             vec![("patch".into(), patch), ("optimizer".into(), t.optimizer_bytes()?)]
         }
     };
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = blobs
-        .iter()
-        .map(|(n, b)| {
-            Ok((
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![b.len()], b)
-                    .map_err(|e| Error::invalid(e))?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let meta = HashMap::from([("state".to_string(), serde_json::to_string(state).expect("state serialises"))]);
-    let bytes =
-        safetensors::serialize(views, Some(meta)).map_err(|e| Error::invalid(format!("writing checkpoint: {e}")))?;
-    crate::write_atomically(path, &bytes)
+    super::checkpoint::write(path, &serde_json::to_string(state).expect("state serialises"), blobs)
 }
 
 fn read_checkpoint(path: &Path) -> Result<(RunState, HashMap<String, Vec<u8>>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-    let bad = |why: String| Error::invalid(format!("{}: not a usable advclip checkpoint ({why})", path.display()));
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let state_json =
-        metadata.metadata().as_ref().and_then(|m| m.get("state").cloned()).ok_or_else(|| bad("no state".into()))?;
-    let state: RunState = serde_json::from_str(&state_json).map_err(|e| bad(e.to_string()))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let blobs = tensors.iter().map(|(n, v)| (n.to_string(), v.data().to_vec())).collect();
+    let (state, blobs) = super::checkpoint::read(path)?;
+    let state = serde_json::from_str(&state)
+        .map_err(|e| Error::invalid(format!("{}: not a patch-training checkpoint ({e})", path.display())))?;
     Ok((state, blobs))
 }

@@ -37,6 +37,12 @@ enum DeviceFlag {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum RendererFlag {
+    Standard,
+    Alternate,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ModeFlag {
     /// AdvCLIP's universal untargeted patch (generator + discriminator, embedding and topology losses)
     Advclip,
@@ -150,8 +156,9 @@ enum Command {
         labels: Option<String>,
         #[arg(long, default_value = DEFAULT_TEMPLATE)]
         template: String,
+        /// The patch to measure; without one, only the clean zero-shot accuracy is reported
         #[arg(long, value_name = "PATCH.png")]
-        patch: PathBuf,
+        patch: Option<PathBuf>,
         /// jpeg:QUALITY, resize:FACTOR, blur:SIGMA or crop:FRACTION; repeat for several
         #[arg(long = "defence", value_name = "SPEC")]
         defences: Vec<String>,
@@ -173,6 +180,64 @@ enum Command {
         images: Vec<PathBuf>,
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+    /// The main job, offline: unseen shape scenes classified by the mini CLIP, then again wearing a patch
+    Demo {
+        /// The model (default: the bundled mini CLIP)
+        #[arg(long, value_name = "DIR|FILE", default_value = "assets/mini-clip")]
+        weights: PathBuf,
+        /// The patch (default: the bundled AdvCLIP patch)
+        #[arg(long, value_name = "PATCH.png", default_value = "assets/patches/advclip.png")]
+        patch: PathBuf,
+        #[arg(long, default_value_t = 12)]
+        count: usize,
+        /// Which unseen scenes (offset from the seeds training never uses)
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the clean and patched images and side_by_side.png
+        #[arg(long, value_name = "DIR", default_value = "demo-out")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceFlag,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an ImageFolder of the shapes world (36 classes "<colour> <shape>", captions in captions.jsonl)
+    Synth {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 360)]
+        count: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Image side in pixels
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        /// standard (what the bundled model trained on) or alternate (a renderer it never saw)
+        #[arg(long, value_enum, default_value = "standard")]
+        renderer: RendererFlag,
+    },
+    /// Train the mini CLIP from scratch on the shapes world (contrastive loss, learnable temperature)
+    Pretrain {
+        /// Output folder: config.json + model.safetensors (f16), pretrain.ckpt while training
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3000)]
+        steps: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceFlag,
+        #[arg(long, default_value_t = 100)]
+        checkpoint_every: usize,
+        /// Continue from OUT/pretrain.ckpt
+        #[arg(long)]
+        resume: bool,
     },
     /// Copy a CLIP checkpoint with its float tensors stored as f16 (half the size; loads as f32)
     Convert {
@@ -268,9 +333,54 @@ fn run(cli: Cli) -> Result<()> {
             let defences: Vec<Defence> = defences.iter().map(|d| Defence::parse(d)).collect::<advclip::Result<_>>()?;
             let dataset = Dataset::open(&data)?;
             let labels = resolve_labels(labels.as_deref(), &dataset)?;
-            eval_command(&model, &dataset, &labels, &template, &patch, &defences, limit, probe, json)
+            eval_command(&model, &dataset, &labels, &template, patch.as_deref(), &defences, limit, probe, json)
         }
         Command::Apply { patch, images, out } => apply_command(&patch, &images, &out),
+        Command::Demo { weights, patch, count, seed, out, device: flag, json } => {
+            demo_command(&weights, &patch, count, seed, &out, flag, json)
+        }
+        Command::Synth { out, count, seed, size, renderer } => {
+            let renderer = match renderer {
+                RendererFlag::Standard => advclip::synth::Renderer::Standard,
+                RendererFlag::Alternate => advclip::synth::Renderer::Alternate,
+            };
+            let bar = progress_bar(count, "scenes");
+            let written =
+                advclip::synth::write_dataset(&out, count, seed, size, renderer, |n| bar.set_position(n as u64));
+            bar.finish_and_clear();
+            written?;
+            eprintln!("wrote {count} scenes to {}", out.display());
+            Ok(())
+        }
+        Command::Pretrain { out, steps, batch, lr, seed, device: flag, checkpoint_every, resume } => {
+            let device = device(flag)?.autodiff();
+            let config =
+                advclip::pretrain::PretrainConfig { batch_size: batch, learning_rate: lr, steps, ..Default::default() };
+            let options = advclip::pretrain::PretrainOptions { out: out.clone(), config, seed, checkpoint_every };
+            let bar = progress_bar(steps, "steps");
+            let started = std::time::Instant::now();
+            let mut recent = Vec::new();
+            let clip = advclip::pretrain::pretrain_on_synth(&device, &options, resume, |step, loss| {
+                bar.set_position(step as u64);
+                bar.set_message(format!("loss {loss:.4}"));
+                recent.push(loss);
+                // A log line now and then, so a run in the background (no terminal) shows its progress too.
+                if step % 50 == 0 {
+                    let mean = recent.iter().sum::<f32>() / recent.len() as f32;
+                    bar.suspend(|| eprintln!("step {step}: mean loss {mean:.4} over the last {} steps", recent.len()));
+                    recent.clear();
+                }
+            });
+            bar.finish_and_clear();
+            let clip = clip?;
+            eprintln!(
+                "wrote {} after {steps} steps in {:.0} s (logit scale {:.3})",
+                out.display(),
+                started.elapsed().as_secs_f64(),
+                clip.logit_scale
+            );
+            Ok(())
+        }
     }
 }
 
@@ -481,17 +591,17 @@ fn eval_command(
     dataset: &Dataset,
     labels: &[String],
     template: &str,
-    patch_path: &Path,
+    patch_path: Option<&Path>,
     defences: &[Defence],
     limit: Option<usize>,
     probe: bool,
     json: bool,
 ) -> Result<()> {
-    let (patch, sidecar) = load_patch(patch_path)?;
     if labels.is_empty() {
         bail!("no labels: pass --labels, or use a dataset with class folders");
     }
-    let target = match &sidecar.target {
+    let loaded = patch_path.map(load_patch).transpose()?;
+    let target = match loaded.as_ref().and_then(|(_, s)| s.target.as_ref()) {
         Some(t) => Some(
             labels
                 .iter()
@@ -501,7 +611,9 @@ fn eval_command(
         None => None,
     };
     let (model, device) = load_model(args)?;
-    if sidecar.model != model.id() {
+    if let Some((_, sidecar)) = &loaded
+        && sidecar.model != model.id()
+    {
         eprintln!("note: the patch was trained on {}, evaluating on {}", sidecar.model, model.id());
     }
     let n = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
@@ -515,68 +627,79 @@ fn eval_command(
         limit,
         probe,
     };
-    let result = advclip::attack::evaluate::evaluate_patch(
-        &model,
-        dataset,
-        &patch,
-        &sidecar.placement,
-        &options,
-        &device,
-        |k| bar.inc(k as u64),
-    );
+    let patch = loaded.as_ref().map(|(pixels, sidecar)| (pixels.as_slice(), &sidecar.placement));
+    let result =
+        advclip::attack::evaluate::evaluate_patch(&model, dataset, patch, &options, &device, |k| bar.inc(k as u64));
     bar.finish_and_clear();
     let (reports, skipped) = result?;
     if skipped > 0 {
         eprintln!("warning: skipped {skipped} unreadable images");
     }
-    let context = json!({"model": model.id(), "patch": patch_path.display().to_string(), "mode": sidecar.mode,
-        "area_fraction": sidecar.placement.area_fraction(), "placement": sidecar.placement, "images": reports[0].zero_shot.images, "skipped_images": skipped});
+    let mut context = json!({"model": model.id(), "images": reports[0].zero_shot.images, "skipped_images": skipped});
+    if let (Some(path), Some((_, sidecar))) = (patch_path, &loaded) {
+        context["patch"] = json!(path.display().to_string());
+        context["mode"] = json!(sidecar.mode);
+        context["area_fraction"] = json!(sidecar.placement.area_fraction());
+        context["placement"] = json!(sidecar.placement);
+    }
     if json {
         let mut out = serde_json::to_value(&reports[0])?;
-        out.as_object_mut().expect("an object").remove("defence");
+        let object = out.as_object_mut().expect("an object");
+        object.remove("defence");
+        if loaded.is_none() {
+            // Without a patch only the clean numbers exist.
+            object.retain(|k, _| matches!(k.as_str(), "images" | "clean_accuracy" | "retrieval" | "mlp_probe"));
+        }
         out["context"] = context;
         if reports.len() > 1 {
             out["defences"] = serde_json::to_value(&reports[1..])?;
         }
         println!("{out}");
-    } else {
-        println!(
-            "model {}  patch {} ({}, {:.2} % of the image at row {}, col {})",
-            model.id(),
-            patch_path.display(),
-            sidecar.mode,
-            100.0 * sidecar.placement.area_fraction(),
-            sidecar.placement.top,
-            sidecar.placement.left
-        );
-        println!("{:12} {:>7} {:>7} {:>7} {:>7}", "condition", "clean", "patched", "fooled", "target");
-        for r in &reports {
-            let z = &r.zero_shot;
-            let t = z.targeted_success_rate.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        return Ok(());
+    }
+    match (&loaded, patch_path) {
+        (Some((_, sidecar)), Some(path)) => {
+            let p = &sidecar.placement;
             println!(
-                "{:12} {:>7.3} {:>7.3} {:>7.3} {:>7}",
-                r.defence.clone().unwrap_or_else(|| "none".into()),
-                z.clean_accuracy,
-                z.patched_accuracy,
-                z.fooling_rate,
-                t
+                "model {}  patch {} ({}, {:.2} % of the image at row {}, col {})",
+                model.id(),
+                path.display(),
+                sidecar.mode,
+                100.0 * p.area_fraction(),
+                p.top,
+                p.left
             );
-            if let Some(ret) = &r.retrieval {
-                println!(
-                    "{:12} image->text R@1 {:.3} -> {:.3}  text->image R@1 {:.3} -> {:.3}",
-                    "",
-                    ret.image_to_text_clean.recall_at_1,
-                    ret.image_to_text_patched.recall_at_1,
-                    ret.text_to_image_clean.recall_at_1,
-                    ret.text_to_image_patched.recall_at_1
-                );
-            }
-            if let Some(p) = &r.mlp_probe {
-                println!(
-                    "{:12} MLP probe ({} train / {} test): {:.3} -> {:.3}, fooled {:.3}",
-                    "", p.train_images, p.test_images, p.clean_accuracy, p.patched_accuracy, p.fooling_rate
-                );
-            }
+        }
+        _ => println!("model {}  no patch: clean zero-shot accuracy only", model.id()),
+    }
+    println!("{:12} {:>7} {:>7} {:>7} {:>7}", "condition", "clean", "patched", "fooled", "target");
+    for r in &reports {
+        let z = &r.zero_shot;
+        let t = z.targeted_success_rate.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        let condition = r.defence.clone().unwrap_or_else(|| "none".into());
+        if loaded.is_some() {
+            println!(
+                "{condition:12} {:>7.3} {:>7.3} {:>7.3} {t:>7}",
+                z.clean_accuracy, z.patched_accuracy, z.fooling_rate
+            );
+        } else {
+            println!("{condition:12} {:>7.3} {:>7} {:>7} {:>7}", z.clean_accuracy, "-", "-", "-");
+        }
+        if let Some(ret) = &r.retrieval {
+            println!(
+                "{:12} image->text R@1 {:.3} -> {:.3}  text->image R@1 {:.3} -> {:.3}",
+                "",
+                ret.image_to_text_clean.recall_at_1,
+                ret.image_to_text_patched.recall_at_1,
+                ret.text_to_image_clean.recall_at_1,
+                ret.text_to_image_patched.recall_at_1
+            );
+        }
+        if let Some(p) = &r.mlp_probe {
+            println!(
+                "{:12} MLP probe ({} train / {} test): {:.3} -> {:.3}, fooled {:.3}",
+                "", p.train_images, p.test_images, p.clean_accuracy, p.patched_accuracy, p.fooling_rate
+            );
         }
     }
     Ok(())
@@ -597,5 +720,58 @@ fn apply_command(patch_path: &Path, images: &[PathBuf], out: &Path) -> Result<()
         advclip::write_atomically(&dest, &bytes)?;
         println!("{}", dest.display());
     }
+    Ok(())
+}
+
+fn demo_command(
+    weights: &Path,
+    patch_path: &Path,
+    count: usize,
+    seed: u64,
+    out: &Path,
+    flag: DeviceFlag,
+    json: bool,
+) -> Result<()> {
+    let (patch, sidecar) = load_patch(patch_path)?;
+    let args = ModelArgs { weights: weights.to_path_buf(), device: flag, batch: 32 };
+    let (model, device) = load_model(&args)?;
+    let result = advclip::demo::run_demo(&model, &patch, &sidecar.placement, count, seed, &device)?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let save = |img: &image::RgbImage, name: String| -> Result<()> {
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+        Ok(advclip::write_atomically(&out.join(name), &bytes)?)
+    };
+    for (i, (c, p)) in result.clean.iter().zip(&result.patched).enumerate() {
+        save(c, format!("{i:02}_clean.png"))?;
+        save(p, format!("{i:02}_patched.png"))?;
+    }
+    save(&advclip::demo::side_by_side(&result.clean, &result.patched, 4), "side_by_side.png".into())?;
+    if json {
+        println!(
+            "{}",
+            json!({"model": model.id(), "patch": patch_path.display().to_string(), "rows": result.rows,
+                "clean_accuracy": result.clean_accuracy, "patched_accuracy": result.patched_accuracy, "fooling_rate": result.fooling_rate})
+        );
+        return Ok(());
+    }
+    println!("{} unseen scenes, model {}, patch {} ({})", count, model.id(), patch_path.display(), sidecar.mode);
+    println!("{:3} {:16} {:24} {:24}", "#", "truth", "clean", "patched");
+    for (i, r) in result.rows.iter().enumerate() {
+        let flip = if r.patched_top != r.clean_top { "  <- flipped" } else { "" };
+        println!(
+            "{i:3} {:16} {:24} {:24}{flip}",
+            r.truth,
+            format!("{} {:.2}", r.clean_top, r.clean_prob),
+            format!("{} {:.2}", r.patched_top, r.patched_prob)
+        );
+    }
+    println!(
+        "clean accuracy {:.2}, patched accuracy {:.2}, fooling rate {:.2}; images in {} (side_by_side.png)",
+        result.clean_accuracy,
+        result.patched_accuracy,
+        result.fooling_rate,
+        out.display()
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The text tower: token and position embeddings, causal encoder, final LN, pooling at each sequence's EOT.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::config::{Activation, TextConfig};
@@ -64,8 +64,13 @@ impl TextTransformer {
         let width = config.hidden_size;
         Self {
             embeddings: TextEmbeddings {
-                token_embedding: EmbeddingConfig::new(config.vocab_size, width).init(device),
-                position_embedding: EmbeddingConfig::new(config.context_length, width).init(device),
+                // OpenAI's initialisation (std 0.02 and 0.01); it matters only when training from scratch.
+                token_embedding: EmbeddingConfig::new(config.vocab_size, width)
+                    .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+                    .init(device),
+                position_embedding: EmbeddingConfig::new(config.context_length, width)
+                    .with_initializer(Initializer::Normal { mean: 0.0, std: 0.01 })
+                    .init(device),
             },
             encoder: Encoder::new(
                 &EncoderShape {

@@ -2,8 +2,8 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm};
-use burn::tensor::{Device, Tensor};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
+use burn::tensor::{Device, Distribution, Tensor};
 
 use super::config::{Activation, VisionConfig};
 use super::transformer::{Encoder, EncoderShape, layer_norm};
@@ -30,12 +30,19 @@ impl VisionTransformer {
         let p = config.patch_size;
         Self {
             embeddings: VisionEmbeddings {
-                class_embedding: Param::from_tensor(Tensor::zeros([width], device)),
+                // OpenAI's initialisation (std width^-0.5); it matters only when training from scratch.
+                class_embedding: Param::from_tensor(Tensor::random(
+                    [width],
+                    Distribution::Normal(0.0, (width as f64).powf(-0.5)),
+                    device,
+                )),
                 patch_embedding: Conv2dConfig::new([3, width], [p, p])
                     .with_stride([p, p])
                     .with_bias(false)
                     .init(device),
-                position_embedding: EmbeddingConfig::new(config.num_positions(), width).init(device),
+                position_embedding: EmbeddingConfig::new(config.num_positions(), width)
+                    .with_initializer(Initializer::Normal { mean: 0.0, std: (width as f64).powf(-0.5) })
+                    .init(device),
             },
             pre_layernorm: layer_norm(width, config.layer_norm_eps, device),
             encoder: Encoder::new(
