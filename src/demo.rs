@@ -55,8 +55,7 @@ pub fn run_demo(
         clean.iter().map(|img| crate::attack::placement::paste_on_image(img, patch, placement)).collect();
     let classify = |images: &[RgbImage]| -> Result<Vec<crate::zeroshot::Prediction>> {
         let probs = head.probabilities(crate::embed::embed_images(model, images, 32, device, |_| {})?);
-        let probs: Vec<f32> =
-            probs.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::invalid(format!("{e:?}")))?;
+        let probs = crate::host::read_f32(probs)?;
         Ok(predictions(&labels, &probs))
     };
     let before = classify(&clean)?;

@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod demo;
 pub mod embed;
 pub mod error;
+pub mod host;
 pub mod model;
 pub mod preprocess;
 pub mod pretrain;

@@ -69,15 +69,9 @@ impl ContrastiveModel {
 
     /// The trained CLIP with its learned temperature, ready to save or use.
     pub fn into_clip(self) -> Result<Clip> {
-        let scale: Vec<f32> = self
-            .logit_scale
-            .val()
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| crate::Error::invalid(format!("{e:?}")))?;
+        let scale = crate::host::read_scalar(self.logit_scale.val())?;
         let mut clip = self.clip;
-        clip.logit_scale = scale[0].min(MAX_LOGIT_SCALE as f32);
+        clip.logit_scale = scale.min(MAX_LOGIT_SCALE as f32);
         Ok(clip)
     }
 }
@@ -248,12 +242,7 @@ pub fn pretrain_on_synth(
         let (pixels, tokens) =
             synth_batch(&config, &tokenizer, options.seed, (trainer.step * batch) as u64, batch, device)?;
         let loss = trainer.step(pixels, &tokens);
-        let loss: Vec<f32> = loss
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| crate::Error::invalid(format!("{e:?}")))?;
-        on_step(trainer.step, loss[0]);
+        on_step(trainer.step, crate::host::read_scalar(loss)?);
         if trainer.step % options.checkpoint_every.max(1) == 0 || trainer.step == options.config.steps {
             let mut store = BurnpackStore::from_bytes(None);
             trainer

@@ -9,6 +9,7 @@ use super::metrics::{RetrievalMetrics, ZeroShotMetrics, retrieval_metrics, zero_
 use super::placement::{PatchPlacement, normalize_pixels, paste_patch};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::host::read_f32 as read;
 use crate::model::Clip;
 use crate::tokenizer::Tokenizer;
 use crate::zeroshot::{ZeroShotClassifier, argmax};
@@ -214,10 +215,6 @@ pub fn evaluate_patch(
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::invalid(format!("reading a tensor: {e:?}")))
 }
 
 /// Applies a defence to each of `b` CHW images in [0, 1] (through 8-bit pixels, as a real pipeline would).

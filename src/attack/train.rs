@@ -14,6 +14,7 @@ use super::rng::SeededRng;
 use super::targeted::{TargetedConfig, TargetedPatchTrainer, patch_tensor};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::host::{read_f32 as read, read_i64, read_scalar as scalar};
 use crate::model::Clip;
 use crate::tokenizer::Tokenizer;
 use crate::zeroshot::{ZeroShotClassifier, argmax};
@@ -266,12 +267,7 @@ pub fn train_patch(
                 let mut rng = SeededRng::new(options.seed, &format!("transform {}", state.step));
                 let paste = Paste::Transformed(PatchTransform::sample(size, &TransformRanges::default(), &mut rng));
                 let out = t.step(model, images, &paste);
-                let predictions: Vec<i64> = out
-                    .predictions
-                    .into_data()
-                    .convert::<i64>()
-                    .try_into_vec()
-                    .map_err(|e| Error::invalid(format!("{e:?}")))?;
+                let predictions = read_i64(out.predictions)?;
                 let hits = predictions.iter().filter(|&&p| p as usize == *target).count();
                 (vec![("loss", scalar(out.loss)?)], Some(hits as f64 / predictions.len() as f64))
             }
@@ -347,14 +343,6 @@ fn text_features(
         None
     };
     texts.map(|t| Ok(model.text_features(&crate::embed::tokenize_texts(model, tokenizer, &t)?))).transpose()
-}
-
-fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::invalid(format!("reading a tensor: {e:?}")))
-}
-
-fn scalar(t: Tensor<1>) -> Result<f32> {
-    Ok(read(t)?.first().copied().unwrap_or(f32::NAN))
 }
 
 fn write_checkpoint(path: &Path, state: &RunState, trainer: &Trainer) -> Result<()> {

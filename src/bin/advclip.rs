@@ -434,7 +434,7 @@ fn read_image(path: &Path) -> Result<image::RgbImage> {
 
 fn to_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [_, cols] = t.dims();
-    let data = t.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))?;
+    let data = advclip::host::read_f32(t)?;
     Ok(data.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
 }
 
