@@ -1,6 +1,7 @@
 //! Hugging Face `CLIPModel` safetensors in and out: loading a folder, a lone file or bytes; saving; f16 conversion.
 
 use std::collections::BTreeMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use burn::store::{
