@@ -46,6 +46,10 @@ pub struct AdvClipStep {
     pub topology: Tensor<1>,
     pub gan: Tensor<1>,
     pub reconstruction: Tensor<1>,
+    /// Projected image features of the clean batch and of the batch wearing the patch before this update, so a
+    /// caller can monitor the fooling rate without running CLIP again.
+    pub clean_features: Tensor<2>,
+    pub patched_features: Tensor<2>,
 }
 
 pub struct AdvClipTrainer {
@@ -126,7 +130,7 @@ impl AdvClipTrainer {
         let text = text_features.map(|t| t.detach());
         let gan = binary_cross_entropy(self.discriminator.forward(adversarial.clone()), 1.0);
         let embedding = embedding_deviation_loss(clean.clone(), patched.clone(), text.clone(), w.beta);
-        let topology = topology_deviation_loss(clean, patched, text, w.gamma);
+        let topology = topology_deviation_loss(clean.clone(), patched.clone(), text, w.gamma);
         let reconstruction = mse(adversarial, images);
         let g_loss = gan.clone()
             + embedding.clone().mul_scalar(w.alpha)
@@ -143,6 +147,8 @@ impl AdvClipTrainer {
             topology: topology.detach(),
             gan: gan.detach(),
             reconstruction: reconstruction.detach(),
+            clean_features: clean,
+            patched_features: patched.detach(),
         })
     }
 

@@ -15,7 +15,7 @@ use super::targeted::{TargetedConfig, TargetedPatchTrainer, patch_tensor};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::host::{read_f32 as read, read_i64, read_scalar as scalar};
-use crate::model::Clip;
+use crate::model::{Clip, l2_normalize};
 use crate::tokenizer::Tokenizer;
 use crate::zeroshot::{ZeroShotClassifier, argmax};
 
@@ -239,13 +239,12 @@ pub fn train_patch(
         let (losses, rate) = match &mut trainer {
             Trainer::AdvClip(t) => {
                 let text = text_features(model, &tokenizer, dataset, &indices, options)?;
-                let out = t.step(model, images.clone(), text)?;
+                let out = t.step(model, images, text)?;
                 let rate = match &head {
                     Some(head) => {
-                        // Clean vs patched predictions of this batch, with the patch before the update.
-                        let patched = super::placement::paste_patch(images.clone(), t.patch(), &placement);
-                        let clean = read(head.logits(model.encode_image(super::normalize_pixels(images))))?;
-                        let adv = read(head.logits(model.encode_image(super::normalize_pixels(patched))))?;
+                        // Clean vs patched predictions of this batch, from the features the step already computed.
+                        let clean = read(head.logits(l2_normalize(out.clean_features.clone())))?;
+                        let adv = read(head.logits(l2_normalize(out.patched_features.clone())))?;
                         let n = options.labels.len();
                         let changed =
                             clean.chunks(n).zip(adv.chunks(n)).filter(|(c, a)| argmax(c) != argmax(a)).count();
