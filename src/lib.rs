@@ -12,6 +12,8 @@ pub mod preprocess;
 pub mod pretrain;
 pub mod synth;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod zeroshot;
 
 pub use error::{Error, Result};

@@ -341,6 +341,12 @@ pub fn unit_chw_to_image(chw: &[f32], width: u32, height: u32) -> RgbImage {
     })
 }
 
+/// Resize + centre crop to the model's input, pixels in [0, 1]: for pasting a patch before normalisation.
+pub fn unit_pixels(img: &RgbImage, size: u32) -> Result<Vec<f32>> {
+    let cropped = center_crop(&resize_shortest_side(img, size), size)?;
+    Ok(to_unit_chw(&cropped))
+}
+
 /// open_clip's eval transform: resize the short side to `size` (PIL bicubic), centre crop `size`, normalise.
 /// Returns `3 * size * size` floats (CHW); an empty image counts as black.
 pub fn preprocess(img: &RgbImage, size: u32) -> Vec<f32> {

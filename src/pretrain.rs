@@ -84,15 +84,31 @@ pub struct PretrainConfig {
     pub warmup_steps: usize,
     pub steps: usize,
     pub weight_decay: f32,
+    /// Steps over which the world's difficulty ramps from easy to full (0: the full world from the start).
+    pub curriculum_steps: usize,
 }
 
 impl Default for PretrainConfig {
     fn default() -> Self {
-        Self { batch_size: 64, learning_rate: 1e-3, warmup_steps: 100, steps: 3000, weight_decay: 0.05 }
+        Self {
+            batch_size: 64,
+            learning_rate: 1e-3,
+            warmup_steps: 100,
+            steps: 3000,
+            weight_decay: 0.05,
+            curriculum_steps: 0,
+        }
     }
 }
 
 impl PretrainConfig {
+    /// The hardest scene difficulty (see `synth::render_scene_at`) drawn at `step`: a linear ramp from 0 to 1 over
+    /// the curriculum. A from-scratch ViT on the full world learns colour at once but stays near chance on shape
+    /// for thousands of steps; easy scenes (large, filled, plain) give shape a head start (README: how much).
+    pub fn difficulty_cap(&self, step: usize) -> f32 {
+        if self.curriculum_steps == 0 { 1.0 } else { (step as f32 / self.curriculum_steps as f32).min(1.0) }
+    }
+
     /// Linear warm-up, then cosine decay to a tenth.
     pub fn learning_rate_at(&self, step: usize) -> f64 {
         if step < self.warmup_steps {
@@ -153,6 +169,8 @@ pub struct PretrainOptions {
     pub config: PretrainConfig,
     pub seed: u64,
     pub checkpoint_every: usize,
+    /// Stop after this step (checkpoint and write the model there) while the schedule still runs to `steps`.
+    pub stop_at: Option<usize>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -162,10 +180,13 @@ struct PretrainState {
     seed: u64,
     batch_size: usize,
     steps: usize,
+    curriculum_steps: usize,
 }
 
 /// One batch of the shapes world: CLIP-normalised pixels and token sequences. Half the texts are the scene's free
 /// caption, half the zero-shot prompt "a photo of a <label>.", so both kinds of text land near the image.
+/// Half the scenes are drawn at `difficulty_cap`, half at a uniform difficulty below it, so easy scenes stay in
+/// the mix once the curriculum reaches the full world.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn synth_batch(
     model_config: &ClipConfig,
@@ -173,16 +194,25 @@ pub fn synth_batch(
     seed: u64,
     first_index: u64,
     batch: usize,
+    difficulty_cap: f32,
     device: &Device,
 ) -> Result<(Tensor<4>, TokenBatch)> {
     let size = model_config.vision.image_size;
     let mut pixels = Vec::with_capacity(batch);
     let mut texts = Vec::with_capacity(batch);
     for i in 0..batch as u64 {
-        let scene = crate::synth::render_scene(size as u32, seed, first_index + i, crate::synth::Renderer::Standard);
-        pixels.push(crate::preprocess::preprocess(&scene.image, size as u32));
         let mut rng = crate::attack::rng::SeededRng::new(seed, &format!("text {}", first_index + i));
-        texts.push(if rng.uniform() < 0.5 {
+        let free_caption = rng.uniform() < 0.5;
+        let difficulty = if rng.uniform() < 0.5 { difficulty_cap } else { difficulty_cap * rng.uniform() as f32 };
+        let scene = crate::synth::render_scene_at(
+            size as u32,
+            seed,
+            first_index + i,
+            crate::synth::Renderer::Standard,
+            difficulty,
+        );
+        pixels.push(crate::preprocess::preprocess(&scene.image, size as u32));
+        texts.push(if free_caption {
             scene.caption
         } else {
             crate::zeroshot::DEFAULT_TEMPLATE.replace("{}", &scene.label)
@@ -201,7 +231,7 @@ pub fn pretrain_on_synth(
     device: &Device,
     options: &PretrainOptions,
     resume: bool,
-    mut on_step: impl FnMut(usize, f32),
+    mut on_step: impl FnMut(usize, f32, f32),
 ) -> Result<Clip> {
     use burn::store::{BurnpackStore, ModuleSnapshot};
     let config = mini_clip_config();
@@ -215,6 +245,7 @@ pub fn pretrain_on_synth(
         seed: options.seed,
         batch_size: options.config.batch_size,
         steps: options.config.steps,
+        curriculum_steps: options.config.curriculum_steps,
     };
     if resume && ckpt.exists() {
         let (saved, blobs) = crate::attack::checkpoint::read(&ckpt)?;
@@ -222,7 +253,7 @@ pub fn pretrain_on_synth(
             serde_json::from_str(&saved).map_err(|e| crate::Error::invalid(format!("{}: {e}", ckpt.display())))?;
         if saved != state(saved.step) {
             return Err(crate::Error::invalid(format!(
-                "{}: the checkpoint is from a run with other settings (seed, batch or steps)",
+                "{}: the checkpoint is from a run with other settings (seed, batch, steps or curriculum)",
                 ckpt.display()
             )));
         }
@@ -238,12 +269,15 @@ pub fn pretrain_on_synth(
         trainer.step = saved.step;
     }
     let batch = options.config.batch_size;
-    while trainer.step < options.config.steps {
+    let last = options.stop_at.unwrap_or(options.config.steps).min(options.config.steps);
+    while trainer.step < last {
+        let cap = options.config.difficulty_cap(trainer.step);
         let (pixels, tokens) =
-            synth_batch(&config, &tokenizer, options.seed, (trainer.step * batch) as u64, batch, device)?;
+            synth_batch(&config, &tokenizer, options.seed, (trainer.step * batch) as u64, batch, cap, device)?;
         let loss = trainer.step(pixels, &tokens);
-        on_step(trainer.step, crate::host::read_scalar(loss)?);
-        if trainer.step % options.checkpoint_every.max(1) == 0 || trainer.step == options.config.steps {
+        let scale = crate::host::read_scalar(trainer.model.logit_scale.val())?;
+        on_step(trainer.step, crate::host::read_scalar(loss)?, scale);
+        if trainer.step % options.checkpoint_every.max(1) == 0 || trainer.step == last {
             let mut store = BurnpackStore::from_bytes(None);
             trainer
                 .model

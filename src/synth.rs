@@ -43,7 +43,15 @@ pub struct Scene {
 /// Renders scene `index` of the world `seed`, `size` x `size` pixels. Deterministic in its arguments and
 /// independent of every other index, so datasets of any length share their first scenes.
 pub fn render_scene(size: u32, seed: u64, index: u64, renderer: Renderer) -> Scene {
-    render_detailed(size, seed, index, renderer).0
+    render_detailed(size, seed, index, renderer, 1.0).0
+}
+
+/// `render_scene` on an easier world for a pretraining curriculum. `difficulty` 1 is the full world (the same
+/// image as `render_scene`); toward 0 shapes get larger (at least half the side at 0), are always filled, lie
+/// on plain backgrounds more often, and are never blurred or JPEG-compressed. The random draws are the same at
+/// every difficulty; only the ranges they are mapped into shrink.
+pub fn render_scene_at(size: u32, seed: u64, index: u64, renderer: Renderer, difficulty: f32) -> Scene {
+    render_detailed(size, seed, index, renderer, difficulty.clamp(0.0, 1.0)).0
 }
 
 /// Writes `count` scenes as an ImageFolder tree, `out/<label with '_'>/<index:06>.png`, and `out/captions.jsonl`
@@ -174,6 +182,12 @@ fn lerp(a: f32, b: f32, t: f32) -> f32 {
     a + (b - a) * t
 }
 
+/// A curriculum setting between its easy value (difficulty 0) and its full-world value (difficulty 1, returned
+/// exactly so the full world is bit-identical to `render_scene`).
+fn ease(easy: f32, full: f32, difficulty: f32) -> f32 {
+    if difficulty >= 1.0 { full } else { lerp(easy, full, difficulty) }
+}
+
 fn mix(a: Rgb, b: Rgb, t: f32) -> Rgb {
     [lerp(a[0], b[0], t), lerp(a[1], b[1], t), lerp(a[2], b[2], t)]
 }
@@ -263,8 +277,17 @@ enum Background {
 }
 
 /// Draws the background and the caption phrase that names it (after "on").
-fn plan_background(rng: &mut SeededRng, fills: [Rgb; 2]) -> (Background, String) {
-    let kind = uniform(rng);
+/// `solid_share` is the probability of a solid background (0.4 in the full world); the other kinds keep their
+/// relative shares.
+fn plan_background(rng: &mut SeededRng, fills: [Rgb; 2], solid_share: f32) -> (Background, String) {
+    let draw = uniform(rng);
+    let kind = if solid_share <= 0.4 {
+        draw
+    } else if draw < solid_share {
+        0.0
+    } else {
+        0.4 + 0.6 * (draw - solid_share) / (1.0 - solid_share).max(1e-6)
+    };
     let (a, a_word) = background_colour(rng, fills);
     if kind < 0.4 {
         let phrase = match a_word {
@@ -786,7 +809,7 @@ struct Details {
     pattern: usize,
 }
 
-fn render_detailed(size: u32, seed: u64, index: u64, renderer: Renderer) -> (Scene, Details) {
+fn render_detailed(size: u32, seed: u64, index: u64, renderer: Renderer, difficulty: f32) -> (Scene, Details) {
     // All layout draws come from one stream in a fixed order whatever the renderer, so both renderers show the
     // same scene; the renderer-specific geometry and the per-pixel grain use their own streams.
     let mut rng = SeededRng::new(seed, &format!("scene {index}"));
@@ -806,16 +829,17 @@ fn render_detailed(size: u32, seed: u64, index: u64, renderer: Renderer) -> (Sce
     };
     let fill = shade(renderer);
     let fills = [shade(Renderer::Standard), shade(Renderer::Alternate)];
-    let size_frac = between(&mut rng, 0.2, 0.7); // diameter of the circumscribed circle, over the side
+    let d = difficulty;
+    let size_frac = between(&mut rng, ease(0.5, 0.2, d), 0.7); // diameter of the circumscribed circle, over the side
     let rotation = between(&mut rng, 0.0, TAU);
     let (place_x, place_y) = (uniform(&mut rng), uniform(&mut rng));
     // Outlines only where the shape's narrowest part is wide enough (at 64 px) to show a hollow inside a stroke;
     // thinner shapes are filled and captioned as filled, so captions never claim an outline one cannot see.
-    let filled = uniform(&mut rng) < 0.6 || NARROWEST[shape] * size_frac < 0.075;
+    let filled = uniform(&mut rng) < ease(1.0, 0.6, d) || NARROWEST[shape] * size_frac < 0.075;
     let stroke_t = uniform(&mut rng);
-    let (background, background_phrase) = plan_background(&mut rng, fills);
-    let blur = (uniform(&mut rng) < 0.2).then(|| between(&mut rng, 0.4, 0.9));
-    let jpeg = (uniform(&mut rng) < 0.25).then(|| 60 + rng.below(31) as u8);
+    let (background, background_phrase) = plan_background(&mut rng, fills, ease(1.0, 0.4, d));
+    let blur = (uniform(&mut rng) < ease(0.0, 0.2, d)).then(|| between(&mut rng, 0.4, 0.9));
+    let jpeg = (uniform(&mut rng) < ease(0.0, 0.25, d)).then(|| 60 + rng.below(31) as u8);
     let pattern = rng.below(CAPTION_PATTERNS);
     let synonym = uniform(&mut rng) < 0.5;
 
@@ -978,7 +1002,7 @@ mod tests {
             let mut seen = [0usize; 36];
             let mut patterns = std::collections::HashSet::new();
             for index in 0..360 {
-                let (scene, details) = render_detailed(32, 11, index, renderer);
+                let (scene, details) = render_detailed(32, 11, index, renderer, 1.0);
                 seen[scene.class] += 1;
                 patterns.insert(details.pattern);
                 assert_eq!(scene.label, names[scene.class]);
@@ -1002,7 +1026,7 @@ mod tests {
         let mut checked = 0;
         for renderer in [Renderer::Standard, Renderer::Alternate] {
             for index in 0..400 {
-                let (scene, details) = render_detailed(64, 5, index, renderer);
+                let (scene, details) = render_detailed(64, 5, index, renderer, 1.0);
                 let side = 64usize;
                 // Coverage never reaches the border, whatever the background.
                 for i in 0..side {
@@ -1056,7 +1080,7 @@ mod tests {
         for renderer in [Renderer::Standard, Renderer::Alternate] {
             let mut checked = [0usize; 6];
             for index in 0..600 {
-                let (scene, details) = render_detailed(64, 9, index, renderer);
+                let (scene, details) = render_detailed(64, 9, index, renderer, 1.0);
                 if solid(&details).is_none() {
                     continue;
                 }
@@ -1086,7 +1110,7 @@ mod tests {
     #[test]
     fn backgrounds_stay_clear_of_the_shape_colour() {
         for index in 0..500 {
-            let (_, details) = render_detailed(32, 13, index, Renderer::Standard);
+            let (_, details) = render_detailed(32, 13, index, Renderer::Standard, 1.0);
             let colours: Vec<Rgb> = match &details.background {
                 Background::Solid(c) => vec![*c],
                 Background::Gradient { from, to, .. } => vec![*from, *to],

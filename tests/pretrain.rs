@@ -16,14 +16,14 @@ fn a_few_contrastive_steps_lower_the_loss() {
     let batch = 16;
     let mut trainer = Pretrainer::new(
         ContrastiveModel::new(&config, &device),
-        PretrainConfig { batch_size: batch, learning_rate: 1e-3, warmup_steps: 5, steps, weight_decay: 0.05 },
+        PretrainConfig { batch_size: batch, learning_rate: 1e-3, warmup_steps: 5, steps, ..Default::default() },
     );
     let tokenizer = Tokenizer::new();
     let mut losses = Vec::new();
     for _ in 0..steps {
         // The same 16 scenes every step: memorising them must lower the loss quickly (fresh scenes need hundreds of
         // steps before a from-scratch CLIP leaves the chance plateau).
-        let (pixels, tokens) = synth_batch(&config, &tokenizer, 11, 0, batch, &device).unwrap();
+        let (pixels, tokens) = synth_batch(&config, &tokenizer, 11, 0, batch, 1.0, &device).unwrap();
         losses.push(values(trainer.step(pixels, &tokens))[0]);
     }
     let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
@@ -31,6 +31,10 @@ fn a_few_contrastive_steps_lower_the_loss() {
     eprintln!("contrastive loss: first 5 steps {first:.3}, last 5 steps {last:.3} (chance ln 16 = 2.773)");
     assert!((first - 16f32.ln()).abs() < 0.3, "an untrained model starts near chance: {first}");
     assert!(last < first - 0.3, "the loss did not fall: {losses:?}");
+
+    // Memorising a batch rewards sharper logits, so the learnable temperature must rise from CLIP's 1/0.07.
+    let scale = values(trainer.model.logit_scale.val())[0];
+    assert!(scale > 2.6592 + 0.01, "the logit scale did not learn: {scale}");
 
     let clip = trainer.model.into_clip().unwrap();
     let bytes = advclip::model::save_clip_safetensors(&clip, true).unwrap();

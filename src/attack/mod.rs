@@ -24,7 +24,6 @@ pub use targeted::{TargetedConfig, TargetedPatchTrainer};
 pub mod defence;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod evaluate;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod patch_file;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;

@@ -30,6 +30,7 @@ pub fn sidecar_path(png: &Path) -> PathBuf {
 }
 
 /// Writes `PATCH.png` and `PATCH.json` atomically.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save_patch(png: &Path, pixels: &[f32], sidecar: &PatchSidecar) -> Result<()> {
     let size = sidecar.placement.size;
     if pixels.len() != 3 * size * size {
@@ -39,27 +40,38 @@ pub fn save_patch(png: &Path, pixels: &[f32], sidecar: &PatchSidecar) -> Result<
             pixels.len()
         )));
     }
-    let mut bytes = Vec::new();
-    crate::preprocess::unit_chw_to_image(pixels, size as u32, size as u32)
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| Error::image(png.display(), format!("encoding PNG: {e}")))?;
+    let bytes = encode_patch_png(pixels, size, &png.display().to_string())?;
     crate::write_atomically(png, &bytes)?;
     let json = serde_json::to_vec_pretty(sidecar).expect("the sidecar always serialises");
     crate::write_atomically(&sidecar_path(png), &json)
 }
 
-/// Reads a patch PNG and its sidecar, checking they agree; returns CHW pixels in [0, 1].
-pub fn load_patch(png: &Path) -> Result<(Vec<f32>, PatchSidecar)> {
-    let json_path = sidecar_path(png);
-    let json = std::fs::read_to_string(&json_path).map_err(|e| Error::io(json_path.display(), e))?;
-    let sidecar: PatchSidecar = serde_json::from_str(&json)
-        .map_err(|e| Error::invalid(format!("{}: not a patch sidecar: {e}", json_path.display())))?;
-    let bytes = std::fs::read(png).map_err(|e| Error::io(png.display(), e))?;
-    let image = crate::preprocess::decode_image(&bytes, &png.display().to_string())?;
+/// The PNG bytes of a `size` x `size` patch given as CHW pixels in [0, 1].
+pub fn encode_patch_png(pixels: &[f32], size: usize, name: &str) -> Result<Vec<u8>> {
+    if pixels.len() != 3 * size * size {
+        return Err(Error::invalid(format!(
+            "{name}: a {size} px patch needs {} values, got {}",
+            3 * size * size,
+            pixels.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    crate::preprocess::unit_chw_to_image(pixels, size as u32, size as u32)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| Error::image(name, format!("encoding PNG: {e}")))?;
+    Ok(bytes)
+}
+
+/// Parses a patch from its PNG bytes and sidecar JSON (named `name` in errors), checking they agree; returns CHW
+/// pixels in [0, 1].
+pub fn decode_patch(png: &[u8], json: &str, name: &str) -> Result<(Vec<f32>, PatchSidecar)> {
+    let sidecar: PatchSidecar =
+        serde_json::from_str(json).map_err(|e| Error::invalid(format!("{name}: not a patch sidecar: {e}")))?;
+    let image = crate::preprocess::decode_image(png, name)?;
     let size = sidecar.placement.size;
     if image.width() as usize != size || image.height() as usize != size {
         return Err(Error::image(
-            png.display(),
+            name,
             format!(
                 "is {}x{} but its sidecar says a {size}x{size} patch; the PNG and the JSON do not belong together",
                 image.width(),
@@ -67,5 +79,20 @@ pub fn load_patch(png: &Path) -> Result<(Vec<f32>, PatchSidecar)> {
             ),
         ));
     }
+    if sidecar.placement.top + size > sidecar.image_size || sidecar.placement.left + size > sidecar.image_size {
+        return Err(Error::invalid(format!(
+            "{name}: the sidecar places the patch outside its {} px image",
+            sidecar.image_size
+        )));
+    }
     Ok((crate::preprocess::to_unit_chw(&image), sidecar))
+}
+
+/// Reads a patch PNG and its sidecar, checking they agree; returns CHW pixels in [0, 1].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_patch(png: &Path) -> Result<(Vec<f32>, PatchSidecar)> {
+    let json_path = sidecar_path(png);
+    let json = std::fs::read_to_string(&json_path).map_err(|e| Error::io(json_path.display(), e))?;
+    let bytes = std::fs::read(png).map_err(|e| Error::io(png.display(), e))?;
+    decode_patch(&bytes, &json, &png.display().to_string())
 }

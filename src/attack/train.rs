@@ -126,11 +126,7 @@ impl<'a> BatchStream<'a> {
     }
 }
 
-/// Resize + centre crop to the model's input, pixels in [0, 1] (normalisation happens after pasting).
-pub fn unit_pixels(img: &image::RgbImage, size: u32) -> Result<Vec<f32>> {
-    let cropped = crate::preprocess::center_crop(&crate::preprocess::resize_shortest_side(img, size), size)?;
-    Ok(crate::preprocess::to_unit_chw(&cropped))
-}
+pub use crate::preprocess::unit_pixels;
 
 enum Trainer {
     AdvClip(Box<AdvClipTrainer>),

@@ -1,5 +1,7 @@
 //! The advclip command line: thin wrappers over the library, one subcommand each (see the README for the contract).
 
+mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -235,6 +237,12 @@ enum Command {
         device: DeviceFlag,
         #[arg(long, default_value_t = 100)]
         checkpoint_every: usize,
+        /// Steps over which scenes ramp from easy (large, filled, plain) to the full world; 0 for none
+        #[arg(long, default_value_t = 0)]
+        curriculum: usize,
+        /// Stop after this step and write the model there (the learning-rate schedule still spans --steps)
+        #[arg(long)]
+        stop_at: Option<usize>,
         /// Continue from OUT/pretrain.ckpt
         #[arg(long)]
         resume: bool,
@@ -247,6 +255,14 @@ enum Command {
         /// Output folder (config.json + model.safetensors)
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+    /// Serve the browser app (www/, the wasm package in pkg/, assets/) on 127.0.0.1; build pkg/ with scripts/build-web
+    Serve {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The repository root holding www/, pkg/ and assets/
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
     },
 }
 
@@ -283,6 +299,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Convert { weights, out } => convert_command(&weights, &out),
+        Command::Serve { port, root } => serve::serve(&root, port),
         Command::Train {
             model,
             data,
@@ -352,30 +369,53 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {count} scenes to {}", out.display());
             Ok(())
         }
-        Command::Pretrain { out, steps, batch, lr, seed, device: flag, checkpoint_every, resume } => {
+        Command::Pretrain {
+            out,
+            steps,
+            batch,
+            lr,
+            seed,
+            device: flag,
+            checkpoint_every,
+            curriculum,
+            stop_at,
+            resume,
+        } => {
             let device = device(flag)?.autodiff();
-            let config =
-                advclip::pretrain::PretrainConfig { batch_size: batch, learning_rate: lr, steps, ..Default::default() };
-            let options = advclip::pretrain::PretrainOptions { out: out.clone(), config, seed, checkpoint_every };
+            let config = advclip::pretrain::PretrainConfig {
+                batch_size: batch,
+                learning_rate: lr,
+                steps,
+                curriculum_steps: curriculum,
+                ..Default::default()
+            };
+            let options =
+                advclip::pretrain::PretrainOptions { out: out.clone(), config, seed, checkpoint_every, stop_at };
             let bar = progress_bar(steps, "steps");
             let started = std::time::Instant::now();
             let mut recent = Vec::new();
-            let clip = advclip::pretrain::pretrain_on_synth(&device, &options, resume, |step, loss| {
+            let clip = advclip::pretrain::pretrain_on_synth(&device, &options, resume, |step, loss, scale| {
                 bar.set_position(step as u64);
                 bar.set_message(format!("loss {loss:.4}"));
                 recent.push(loss);
                 // A log line now and then, so a run in the background (no terminal) shows its progress too.
                 if step % 50 == 0 {
                     let mean = recent.iter().sum::<f32>() / recent.len() as f32;
-                    bar.suspend(|| eprintln!("step {step}: mean loss {mean:.4} over the last {} steps", recent.len()));
+                    bar.suspend(|| {
+                        eprintln!(
+                            "step {step}: mean loss {mean:.4} over the last {} steps, logit scale {scale:.3}",
+                            recent.len()
+                        )
+                    });
                     recent.clear();
                 }
             });
             bar.finish_and_clear();
             let clip = clip?;
             eprintln!(
-                "wrote {} after {steps} steps in {:.0} s (logit scale {:.3})",
+                "wrote {} after {} steps in {:.0} s (logit scale {:.3})",
                 out.display(),
+                stop_at.unwrap_or(steps).min(steps),
                 started.elapsed().as_secs_f64(),
                 clip.logit_scale
             );

@@ -1,0 +1,642 @@
+//! The browser API (wasm-bindgen): a `Session` holding a device, a CLIP and a patch; every tensor read is async.
+//!
+//! Thin by design: decoding, preprocessing, the model, the patch trainers and the metrics all live in the library;
+//! this file turns JS values into library calls and library errors into JS exceptions. JS must not call a second
+//! method while an async one is pending (wasm-bindgen refuses re-entrant `&mut self`); the page's worker queues them.
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::attack::advclip::{AdvClipConfig, AdvClipTrainer};
+use crate::attack::patch_file::{PatchSidecar, decode_patch, encode_patch_png};
+use crate::attack::placement::{
+    Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_on_image,
+};
+use crate::attack::rng::SeededRng;
+use crate::attack::targeted::{TargetedConfig, TargetedPatchTrainer, patch_tensor};
+use crate::model::{Clip, l2_normalize};
+use crate::tokenizer::Tokenizer;
+use crate::zeroshot::{ZeroShotClassifier, argmax};
+
+/// Library errors and bad arguments become JS `Error`s carrying the message.
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+type JsResult<T> = std::result::Result<T, JsError>;
+
+async fn read_f32<const D: usize>(t: Tensor<D>) -> JsResult<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| js_error(format!("reading a tensor: {e:?}")))?;
+    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| js_error(format!("reading a tensor: {e:?}")))
+}
+
+async fn read_i64<const D: usize>(t: Tensor<D, Int>) -> JsResult<Vec<i64>> {
+    let data = t.into_data_async().await.map_err(|e| js_error(format!("reading a tensor: {e:?}")))?;
+    data.convert::<i64>().try_into_vec::<i64>().map_err(|e| js_error(format!("reading a tensor: {e:?}")))
+}
+
+fn to_js<T: Serialize>(value: &T) -> JsResult<JsValue> {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_error)
+}
+
+fn bytes_list(images: js_sys::Array) -> JsResult<Vec<Vec<u8>>> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.dyn_into::<js_sys::Uint8Array>()
+                .map(|a| a.to_vec())
+                .map_err(|_| js_error(format!("image {}: expected a Uint8Array of file bytes", i + 1)))
+        })
+        .collect()
+}
+
+fn string_list(values: js_sys::Array, what: &str) -> JsResult<Vec<String>> {
+    values
+        .iter()
+        .map(|v| v.as_string().map(|s| s.trim().to_string()).ok_or_else(|| js_error(format!("{what} must be strings"))))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Ranked {
+    label: String,
+    probability: f32,
+}
+
+#[derive(Serialize)]
+struct Classified {
+    clean: Vec<Ranked>,
+    patched: Option<Vec<Ranked>>,
+}
+
+fn ranked(labels: &[String], row: &[f32], k: usize) -> Vec<Ranked> {
+    crate::zeroshot::rank(row)
+        .into_iter()
+        .take(k.max(1))
+        .map(|i| Ranked { label: labels[i].clone(), probability: row[i] })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TrainRequest {
+    mode: String,
+    #[serde(default)]
+    target: Option<String>,
+    steps: usize,
+    #[serde(default = "default_area")]
+    area: f64,
+    #[serde(default = "default_batch")]
+    batch: usize,
+    #[serde(default)]
+    seed: u64,
+}
+
+fn default_area() -> f64 {
+    0.03
+}
+
+fn default_batch() -> usize {
+    8
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepReport {
+    step: usize,
+    steps: usize,
+    loss: f32,
+    fooling_rate: Option<f64>,
+    done: bool,
+}
+
+struct LoadedPatch {
+    pixels: Vec<f32>,
+    sidecar: PatchSidecar,
+    enabled: bool,
+}
+
+enum PatchTrainer {
+    AdvClip(Box<AdvClipTrainer>),
+    Targeted(TargetedPatchTrainer, usize),
+}
+
+struct Training {
+    trainer: PatchTrainer,
+    /// The training images as [0, 1] CHW buffers at the model's size, cycled through in order.
+    images: Vec<Vec<f32>>,
+    /// Prompt of each image's clean zero-shot label: AdvCLIP's image-text term when images have no captions.
+    prompts: Option<Vec<String>>,
+    head: ZeroShotClassifier,
+    request: TrainRequest,
+    placement: PatchPlacement,
+    step: usize,
+    rates: Vec<f64>,
+    last_loss: f32,
+}
+
+/// One browser session: the device chosen at start-up, the loaded CLIP, the active patch and a training run.
+#[wasm_bindgen]
+pub struct Session {
+    device: Device,
+    backend: String,
+    adapter: String,
+    tokenizer: Tokenizer,
+    model: Option<Clip>,
+    head: Option<ZeroShotClassifier>,
+    patch: Option<LoadedPatch>,
+    training: Option<Training>,
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Starts on WebGPU ("webgpu"), on the CPU ("cpu"), or on WebGPU falling back to the CPU when the browser has no
+    /// WebGPU or no adapter ("auto").
+    pub async fn create(backend: String) -> JsResult<Session> {
+        console_error_panic_hook();
+        let (device, backend, adapter) = match backend.as_str() {
+            "cpu" => (Device::flex(), "cpu".to_string(), "CPU (wasm)".to_string()),
+            "webgpu" | "auto" => match webgpu().await {
+                Ok((device, adapter)) => (device, "webgpu".to_string(), adapter),
+                Err(e) if backend == "auto" => (Device::flex(), "cpu".to_string(), format!("CPU (wasm; WebGPU: {e})")),
+                Err(e) => return Err(js_error(format!("WebGPU is not available: {e}"))),
+            },
+            other => return Err(js_error(format!("unknown backend \"{other}\"; use auto, webgpu or cpu"))),
+        };
+        Ok(Session {
+            device: device.autodiff(),
+            backend,
+            adapter,
+            tokenizer: Tokenizer::new(),
+            model: None,
+            head: None,
+            patch: None,
+            training: None,
+        })
+    }
+
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// Loads a Hugging Face CLIP `model.safetensors` (f32 or f16) with its `config.json` (optional for the standard
+    /// OpenAI sizes). Returns `{ name, imageSize, parameters, fingerprint }`.
+    #[wasm_bindgen(js_name = loadModel)]
+    pub async fn load_model(
+        &mut self,
+        weights: Vec<u8>,
+        config_json: Option<String>,
+        name: String,
+    ) -> JsResult<JsValue> {
+        let clip = crate::model::load_clip_from_bytes(weights, config_json.as_deref(), &name, &self.device)
+            .map_err(js_error)?
+            .no_grad();
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Info {
+            name: String,
+            image_size: usize,
+            parameters: usize,
+            fingerprint: String,
+        }
+        let info = Info {
+            name: clip.id(),
+            image_size: clip.config().vision.image_size,
+            parameters: clip.num_params(),
+            fingerprint: format!("{:016x}", clip.fingerprint),
+        };
+        self.model = Some(clip);
+        self.head = None;
+        self.training = None;
+        to_js(&info)
+    }
+
+    /// Top-`top_k` labels of each encoded image (PNG, JPEG, WebP), clean and, when a patch is on, patched.
+    pub async fn classify(
+        &mut self,
+        images: js_sys::Array,
+        labels: js_sys::Array,
+        template: String,
+        top_k: usize,
+    ) -> JsResult<JsValue> {
+        let bytes = bytes_list(images)?;
+        let decoded = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| crate::preprocess::decode_image(b, &format!("image {}", i + 1)))
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(js_error)?;
+        let labels = string_list(labels, "labels")?;
+        let results = self.classify_images(&decoded, labels, template, top_k).await?;
+        to_js(&results)
+    }
+
+    /// The same for one RGBA frame (a canvas drawing or a webcam frame).
+    #[wasm_bindgen(js_name = classifyRgba)]
+    pub async fn classify_rgba(
+        &mut self,
+        rgba: Vec<u8>,
+        width: u32,
+        height: u32,
+        labels: js_sys::Array,
+        template: String,
+        top_k: usize,
+    ) -> JsResult<JsValue> {
+        let image = crate::preprocess::rgba_to_rgb(&rgba, width, height, "frame").map_err(js_error)?;
+        let labels = string_list(labels, "labels")?;
+        let mut results = self.classify_images(&[image], labels, template, top_k).await?;
+        to_js(&results.pop())
+    }
+
+    /// Makes a patch (PNG bytes + its JSON sidecar) the active one. Returns what the sidecar says.
+    #[wasm_bindgen(js_name = loadPatch)]
+    pub fn load_patch(&mut self, png: Vec<u8>, sidecar_json: String) -> JsResult<JsValue> {
+        let (pixels, sidecar) = decode_patch(&png, &sidecar_json, "patch").map_err(js_error)?;
+        if let Some(model) = &self.model {
+            let size = model.config().vision.image_size;
+            if sidecar.image_size != size {
+                return Err(js_error(format!(
+                    "this patch was made for {} px images; the loaded model takes {size} px",
+                    sidecar.image_size
+                )));
+            }
+        }
+        self.patch = Some(LoadedPatch { pixels, sidecar, enabled: true });
+        self.patch_info()
+    }
+
+    #[wasm_bindgen(js_name = clearPatch)]
+    pub fn clear_patch(&mut self) {
+        self.patch = None;
+    }
+
+    #[wasm_bindgen(js_name = setPatchEnabled)]
+    pub fn set_patch_enabled(&mut self, enabled: bool) {
+        if let Some(p) = &mut self.patch {
+            p.enabled = enabled;
+        }
+    }
+
+    /// Moves the patch; `top` and `left` in model pixels.
+    #[wasm_bindgen(js_name = setPatchPosition)]
+    pub fn set_patch_position(&mut self, top: usize, left: usize) -> JsResult<JsValue> {
+        let patch = self.patch.as_mut().ok_or_else(|| js_error("no patch is loaded"))?;
+        let p = &patch.sidecar.placement;
+        patch.sidecar.placement =
+            PatchPlacement::at(p.image_size, p.size, top.min(p.image_size - p.size), left.min(p.image_size - p.size))
+                .map_err(js_error)?;
+        self.patch_info()
+    }
+
+    /// PNG bytes of an image as the model sees it (resized, centre-cropped) wearing the active patch.
+    #[wasm_bindgen(js_name = applyPatch)]
+    pub async fn apply_patch(&mut self, image: Vec<u8>) -> JsResult<Vec<u8>> {
+        let patch = self.patch.as_ref().ok_or_else(|| js_error("no patch is loaded"))?;
+        let img = crate::preprocess::decode_image(&image, "image").map_err(js_error)?;
+        let size = patch.sidecar.image_size as u32;
+        let cropped = crate::preprocess::center_crop(&crate::preprocess::resize_shortest_side(&img, size), size)
+            .map_err(js_error)?;
+        let out = paste_on_image(&cropped, &patch.pixels, &patch.sidecar.placement);
+        let mut png = Vec::new();
+        out.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(js_error)?;
+        Ok(png)
+    }
+
+    /// Prepares a training run on `images` (encoded files; cycled through in batches). `options` is
+    /// `{ mode: "advclip" | "targeted", target?, steps, area = 0.03, batch = 8, seed = 0 }`.
+    #[wasm_bindgen(js_name = startTraining)]
+    pub fn start_training(
+        &mut self,
+        options: JsValue,
+        images: js_sys::Array,
+        labels: js_sys::Array,
+        template: String,
+    ) -> JsResult<()> {
+        let request: TrainRequest =
+            serde_wasm_bindgen::from_value(options).map_err(|e| js_error(format!("training options: {e}")))?;
+        let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
+        if request.steps == 0 || request.steps > 100_000 {
+            return Err(js_error("steps must be between 1 and 100000"));
+        }
+        if request.batch == 0 || request.batch > 64 {
+            return Err(js_error("the batch must be between 1 and 64 images"));
+        }
+        let labels = string_list(labels, "labels")?;
+        let head = ZeroShotClassifier::new(model, &self.tokenizer, &labels, &[template.clone()]).map_err(js_error)?;
+        let size = model.config().vision.image_size;
+        let images = bytes_list(images)?
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let name = format!("training image {}", i + 1);
+                crate::preprocess::decode_image(b, &name)
+                    .and_then(|img| crate::preprocess::unit_pixels(&img, size as u32))
+            })
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(js_error)?;
+        if images.is_empty() {
+            return Err(js_error("add at least one image to train on"));
+        }
+        let placement = PatchPlacement::advclip(size, request.area).map_err(js_error)?;
+        let trainer = match request.mode.as_str() {
+            "advclip" => {
+                let config =
+                    AdvClipConfig { batch_size: request.batch, seed: request.seed, ..AdvClipConfig::default() };
+                PatchTrainer::AdvClip(Box::new(
+                    AdvClipTrainer::new(placement.clone(), config, &self.device).map_err(js_error)?,
+                ))
+            }
+            "targeted" => {
+                let wanted = request.target.as_deref().unwrap_or("").trim();
+                let target = labels
+                    .iter()
+                    .position(|l| l == wanted)
+                    .ok_or_else(|| js_error(format!("the target \"{wanted}\" is not one of the labels")))?;
+                let init = SeededRng::new(request.seed, "targeted.init").normals(3 * placement.size * placement.size);
+                let init: Vec<f32> = init.iter().map(|v| (0.5 + 0.15 * v).clamp(0.0, 1.0)).collect();
+                PatchTrainer::Targeted(
+                    TargetedPatchTrainer::new(
+                        patch_tensor(init, placement.size, &self.device),
+                        head.label_embeddings(),
+                        model.logit_scale,
+                        TargetedConfig::new(target),
+                    ),
+                    target,
+                )
+            }
+            other => return Err(js_error(format!("unknown mode \"{other}\"; use advclip or targeted"))),
+        };
+        self.training = Some(Training {
+            trainer,
+            images,
+            prompts: None,
+            head,
+            request,
+            placement,
+            step: 0,
+            rates: Vec::new(),
+            last_loss: f32::NAN,
+        });
+        Ok(())
+    }
+
+    /// One training step; returns `{ step, steps, loss, foolingRate, done }`. The last step makes the trained
+    /// patch the active one.
+    #[wasm_bindgen(js_name = trainStep)]
+    pub async fn train_step(&mut self) -> JsResult<JsValue> {
+        let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
+        let training = self.training.as_mut().ok_or_else(|| js_error("no training run was started"))?;
+        if training.step >= training.request.steps {
+            return Err(js_error("this training run is finished; start another"));
+        }
+        let size = model.config().vision.image_size;
+        let batch = training.request.batch;
+        let n = training.images.len();
+        let first = training.step * batch;
+        let indices: Vec<usize> = (first..first + batch).map(|i| i % n).collect();
+        let pixels: Vec<f32> = indices.iter().flat_map(|&i| training.images[i].iter().copied()).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(pixels, [batch, 3, size, size]), &self.device);
+        let (loss, rate) = match &mut training.trainer {
+            PatchTrainer::AdvClip(trainer) => {
+                if training.prompts.is_none() {
+                    training.prompts =
+                        Some(clean_label_prompts(model, &training.head, &training.images, size, &self.device).await?);
+                }
+                let prompts = training.prompts.as_ref().expect("set above");
+                let texts: Vec<String> = indices.iter().map(|&i| prompts[i].clone()).collect();
+                let tokens = crate::embed::tokenize_texts(model, &self.tokenizer, &texts).map_err(js_error)?;
+                let out = trainer.step(model, images, Some(model.text_features(&tokens))).map_err(js_error)?;
+                let labels = training.head.labels().len();
+                let clean = read_f32(training.head.logits(l2_normalize(out.clean_features))).await?;
+                let adv = read_f32(training.head.logits(l2_normalize(out.patched_features))).await?;
+                let changed =
+                    clean.chunks(labels).zip(adv.chunks(labels)).filter(|(c, a)| argmax(c) != argmax(a)).count();
+                let loss = read_f32(out.generator).await?.first().copied().unwrap_or(f32::NAN);
+                (loss, changed as f64 / batch as f64)
+            }
+            PatchTrainer::Targeted(trainer, target) => {
+                let mut rng = SeededRng::new(training.request.seed, &format!("transform {}", training.step));
+                let paste = Paste::Transformed(PatchTransform::sample(size, &TransformRanges::default(), &mut rng));
+                let out = trainer.step(model, images, &paste);
+                let predictions = read_i64(out.predictions).await?;
+                let hits = predictions.iter().filter(|&&p| p as usize == *target).count();
+                let loss = read_f32(out.loss).await?.first().copied().unwrap_or(f32::NAN);
+                (loss, hits as f64 / batch as f64)
+            }
+        };
+        training.step += 1;
+        training.rates.push(rate);
+        training.last_loss = loss;
+        let done = training.step >= training.request.steps;
+        let report =
+            StepReport { step: training.step, steps: training.request.steps, loss, fooling_rate: Some(rate), done };
+        if done {
+            self.patch = Some(trained_patch(model, training).await?);
+        }
+        to_js(&report)
+    }
+
+    /// The patch as `{ png: Uint8Array, json: string }` (the PNG and its sidecar): the one being trained when a run
+    /// was stopped before its last step (it then becomes the active patch), else the active one.
+    #[wasm_bindgen(js_name = exportPatch)]
+    pub async fn export_patch(&mut self) -> JsResult<JsValue> {
+        self.adopt_unfinished_training().await?;
+        let patch = self.patch.as_ref().ok_or_else(|| js_error("no patch to export"))?;
+        let png = encode_patch_png(&patch.pixels, patch.sidecar.placement.size, "patch").map_err(js_error)?;
+        let json = serde_json::to_string_pretty(&patch.sidecar).map_err(js_error)?;
+        let out = js_sys::Object::new();
+        js_sys::Reflect::set(&out, &"png".into(), &js_sys::Uint8Array::from(png.as_slice()).into())
+            .map_err(|_| js_error("building the export"))?;
+        js_sys::Reflect::set(&out, &"json".into(), &json.into()).map_err(|_| js_error("building the export"))?;
+        Ok(out.into())
+    }
+
+    /// What the active patch is: `{ mode, size, imageSize, target, top, left, areaFraction, model }`.
+    #[wasm_bindgen(js_name = patchInfo)]
+    pub fn patch_info(&self) -> JsResult<JsValue> {
+        let patch = self.patch.as_ref().ok_or_else(|| js_error("no patch is loaded"))?;
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Info<'a> {
+            mode: &'a str,
+            size: usize,
+            image_size: usize,
+            target: Option<&'a str>,
+            top: usize,
+            left: usize,
+            area_fraction: f64,
+            model: &'a str,
+        }
+        let s = &patch.sidecar;
+        to_js(&Info {
+            mode: &s.mode,
+            size: s.placement.size,
+            image_size: s.image_size,
+            target: s.target.as_deref(),
+            top: s.placement.top,
+            left: s.placement.left,
+            area_fraction: s.area_fraction,
+            model: &s.model,
+        })
+    }
+}
+
+impl Session {
+    /// A run stopped before its last step: its current patch becomes the active one.
+    async fn adopt_unfinished_training(&mut self) -> JsResult<()> {
+        let Some(training) = self.training.as_ref().filter(|t| t.step > 0 && t.step < t.request.steps) else {
+            return Ok(());
+        };
+        let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
+        self.patch = Some(trained_patch(model, training).await?);
+        self.training = None;
+        Ok(())
+    }
+
+    async fn classify_images(
+        &mut self,
+        images: &[image::RgbImage],
+        labels: Vec<String>,
+        template: String,
+        top_k: usize,
+    ) -> JsResult<Vec<Classified>> {
+        let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let templates = [template];
+        if !self.head.as_ref().is_some_and(|h| h.matches(&labels, &templates)) {
+            self.head = Some(ZeroShotClassifier::new(model, &self.tokenizer, &labels, &templates).map_err(js_error)?);
+        }
+        let head = self.head.as_ref().expect("set above");
+        let size = model.config().vision.image_size;
+        let pixels = images
+            .iter()
+            .map(|img| crate::preprocess::unit_pixels(img, size as u32))
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(js_error)?
+            .concat();
+        let unit = Tensor::<4>::from_data(TensorData::new(pixels, [images.len(), 3, size, size]), &self.device);
+        let clean = read_f32(head.probabilities(model.encode_image(normalize_pixels(unit.clone())))).await?;
+        let patched = match self.patch.as_ref().filter(|p| p.enabled) {
+            Some(p) if p.sidecar.image_size == size => {
+                let patch = patch_tensor(p.pixels.clone(), p.sidecar.placement.size, &self.device);
+                let on = crate::attack::placement::paste_patch(unit, patch, &p.sidecar.placement);
+                Some(read_f32(head.probabilities(model.encode_image(normalize_pixels(on)))).await?)
+            }
+            Some(p) => {
+                return Err(js_error(format!(
+                    "the active patch was made for {} px images; the loaded model takes {size} px",
+                    p.sidecar.image_size
+                )));
+            }
+            None => None,
+        };
+        let n = labels.len();
+        Ok(clean
+            .chunks(n)
+            .enumerate()
+            .map(|(i, row)| Classified {
+                clean: ranked(&labels, row, top_k),
+                patched: patched.as_ref().map(|p| ranked(&labels, &p[i * n..(i + 1) * n], top_k)),
+            })
+            .collect())
+    }
+}
+
+/// "a photo of a <clean top label>." for each training image: AdvCLIP's text term when images come unlabelled.
+async fn clean_label_prompts(
+    model: &Clip,
+    head: &ZeroShotClassifier,
+    images: &[Vec<f32>],
+    size: usize,
+    device: &Device,
+) -> JsResult<Vec<String>> {
+    let mut prompts = Vec::with_capacity(images.len());
+    for chunk in images.chunks(16) {
+        let unit = Tensor::<4>::from_data(TensorData::new(chunk.concat(), [chunk.len(), 3, size, size]), device);
+        let probs = read_f32(head.probabilities(model.encode_image(normalize_pixels(unit)))).await?;
+        let n = head.labels().len();
+        prompts.extend(
+            probs.chunks(n).map(|row| crate::zeroshot::DEFAULT_TEMPLATE.replace("{}", &head.labels()[argmax(row)])),
+        );
+    }
+    Ok(prompts)
+}
+
+/// The patch a run has trained so far, with its sidecar, ready to become the active patch.
+async fn trained_patch(model: &Clip, training: &Training) -> JsResult<LoadedPatch> {
+    let patch = match &training.trainer {
+        PatchTrainer::AdvClip(t) => t.patch(),
+        PatchTrainer::Targeted(t, _) => t.patch(),
+    };
+    Ok(LoadedPatch { pixels: read_f32(patch).await?, sidecar: training_sidecar(model, training), enabled: true })
+}
+
+fn training_sidecar(model: &Clip, training: &Training) -> PatchSidecar {
+    let window = &training.rates[training.rates.len().saturating_sub(10)..];
+    let rate = window.iter().sum::<f64>() / window.len().max(1) as f64;
+    let (mode, key, target) = match &training.trainer {
+        PatchTrainer::AdvClip(_) => ("advclip", "train_fooling_rate", None),
+        PatchTrainer::Targeted(_, t) => {
+            ("targeted", "train_targeted_success_rate", Some(training.head.labels()[*t].clone()))
+        }
+    };
+    PatchSidecar {
+        mode: mode.into(),
+        model: model.id(),
+        image_size: training.placement.image_size,
+        area_fraction: training.placement.area_fraction(),
+        placement: training.placement.clone(),
+        target,
+        seed: training.request.seed,
+        steps: training.step,
+        metrics: serde_json::json!({ key: rate, "loss": training.last_loss, "trained_in": "browser" }),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+thread_local! {
+    /// The wgpu runtime can be initialised once per page: later sessions reuse the device and its description.
+    static WEBGPU: std::cell::RefCell<Option<(Device, String)>> = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(feature = "wgpu")]
+async fn webgpu() -> std::result::Result<(Device, String), String> {
+    if let Some(ready) = WEBGPU.with(|w| w.borrow().clone()) {
+        return Ok(ready);
+    }
+    let (device, setup) = Device::wgpu_options().init_with_setup_async().await.map_err(|e| e.to_string())?;
+    let info = setup.adapter.get_info();
+    // Browsers hide the adapter's name; the device type still tells a GPU from a software fallback (SwiftShader).
+    let name = match (info.name.is_empty(), info.device_type) {
+        (false, _) => info.name.clone(),
+        (true, burn::tensor::wgpu::wgpu::DeviceType::Cpu) => "software WebGPU adapter (no GPU)".to_string(),
+        (true, kind) => format!("{kind:?} WebGPU adapter"),
+    };
+    let ready = (device, format!("{name}; {:?}", info.backend));
+    WEBGPU.with(|w| *w.borrow_mut() = Some(ready.clone()));
+    Ok(ready)
+}
+
+#[cfg(not(feature = "wgpu"))]
+async fn webgpu() -> std::result::Result<(Device, String), String> {
+    Err("this build of advclip has no WebGPU support (built without the wgpu feature)".into())
+}
+
+/// Panics are bugs; route their message to the console so a report can say what happened.
+fn console_error_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            web_sys::console::error_1(&format!("advclip panicked (a bug): {info}").into());
+        }));
+    });
+}

@@ -1,0 +1,114 @@
+//! The bundled mini CLIP, its two patches and `advclip demo` on scenes no training ever used: the numbers the README
+//! reports, pinned so that a regression fails. The preview model misses issue 4's targets (90 % / 80 %); see README.
+
+mod common;
+
+use std::path::PathBuf;
+
+use advclip::attack::patch_file::load_patch;
+use advclip::demo::UNSEEN_SEED;
+use advclip::model::load_clip;
+use advclip::synth::{Renderer, class_names, render_scene};
+use advclip::tokenizer::Tokenizer;
+use advclip::zeroshot::{DEFAULT_TEMPLATE, ZeroShotClassifier, argmax};
+use common::*;
+
+const SCENES: u64 = 180;
+
+fn asset(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets").join(path)
+}
+
+/// True classes and top-1 predictions of the mini model for unseen scenes, optionally wearing a patch at its
+/// sidecar's placement.
+fn predict(renderer: Renderer, patch: Option<&str>) -> (Vec<usize>, Vec<usize>) {
+    let device = test_device();
+    let model = load_clip(&asset("mini-clip"), &device).unwrap();
+    let labels = class_names();
+    let head = ZeroShotClassifier::new(&model, &Tokenizer::new(), &labels, &[DEFAULT_TEMPLATE.to_string()]).unwrap();
+    let scenes: Vec<_> = (0..SCENES).map(|i| render_scene(64, UNSEEN_SEED + 77, i, renderer)).collect();
+    let patch = patch.map(|p| load_patch(&asset(p)).unwrap());
+    let images: Vec<image::RgbImage> = scenes
+        .iter()
+        .map(|s| match &patch {
+            Some((pixels, sidecar)) => advclip::attack::placement::paste_on_image(&s.image, pixels, &sidecar.placement),
+            None => s.image.clone(),
+        })
+        .collect();
+    let probs = values(head.probabilities(advclip::embed::embed_images(&model, &images, 60, &device, |_| {}).unwrap()));
+    (scenes.iter().map(|s| s.class).collect(), probs.chunks(labels.len()).map(argmax).collect())
+}
+
+fn share(hits: impl Iterator<Item = bool>) -> f64 {
+    let v: Vec<bool> = hits.collect();
+    v.iter().filter(|h| **h).count() as f64 / v.len() as f64
+}
+
+/// Top-1 accuracy and the share of predictions with the right colour (classes are colour-major, 6 shapes each).
+fn accuracy(truth: &[usize], predicted: &[usize]) -> (f64, f64) {
+    let pairs = || truth.iter().zip(predicted);
+    (share(pairs().map(|(t, p)| t == p)), share(pairs().map(|(t, p)| t / 6 == p / 6)))
+}
+
+#[test]
+fn mini_clip_classifies_unseen_scenes() {
+    let (truth, predicted) = predict(Renderer::Standard, None);
+    let (top1, colour) = accuracy(&truth, &predicted);
+    eprintln!("mini CLIP on {SCENES} unseen scenes: top-1 {top1:.3} (chance 0.028), colour {colour:.3}");
+    // Measured 0.228 top-1 and 0.994 colour: it knows colours, shapes barely (README).
+    assert!(top1 >= 0.20, "top-1 {top1}");
+    assert!(colour >= 0.95, "colour {colour}");
+}
+
+#[test]
+fn mini_clip_on_a_renderer_it_never_saw() {
+    let (truth, predicted) = predict(Renderer::Alternate, None);
+    let (top1, colour) = accuracy(&truth, &predicted);
+    eprintln!("mini CLIP on {SCENES} unseen scenes, alternate renderer: top-1 {top1:.3}, colour {colour:.3}");
+    // Measured 0.167 top-1 and 0.944 colour.
+    assert!(top1 >= 0.14, "top-1 {top1}");
+    assert!(colour >= 0.90, "colour {colour}");
+}
+
+#[test]
+fn the_bundled_advclip_patch_breaks_zero_shot() {
+    let (truth, clean) = predict(Renderer::Standard, None);
+    let (_, patched) = predict(Renderer::Standard, Some("patches/advclip.png"));
+    let (top1, colour) = accuracy(&truth, &patched);
+    let fooled = share(clean.iter().zip(&patched).map(|(c, p)| c != p));
+    eprintln!("with the 3 % AdvCLIP patch: top-1 {top1:.3}, colour {colour:.3}, fooling rate {fooled:.3}");
+    // Measured: top-1 0.05 (from 0.228), fooling rate 0.783.
+    assert!(top1 <= 0.10, "patched top-1 {top1}");
+    assert!(fooled >= 0.70, "fooling rate {fooled}");
+}
+
+#[test]
+fn the_bundled_targeted_patch_pulls_toward_its_target() {
+    let (_, predicted) = predict(Renderer::Standard, Some("patches/targeted-green-star.png"));
+    let target = class_names().iter().position(|l| l == "green star").unwrap();
+    let success = share(predicted.iter().map(|p| *p == target));
+    eprintln!("targeted success toward \"green star\" (14 % patch, bottom right): {success:.3}");
+    // Measured 0.233 (chance: 1/36, and 1/6 of the scenes are green).
+    assert!(success >= 0.20, "{success}");
+}
+
+#[test]
+fn the_demo_runs_offline_on_the_bundled_model() {
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_advclip"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["demo", "--count", "24", "--json", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let fooling = report["fooling_rate"].as_f64().unwrap();
+    let clean = report["clean_accuracy"].as_f64().unwrap();
+    let patched = report["patched_accuracy"].as_f64().unwrap();
+    eprintln!("demo on 24 unseen scenes: clean {clean:.3}, patched {patched:.3}, fooling rate {fooling:.3}");
+    assert_eq!(report["rows"].as_array().unwrap().len(), 24);
+    assert!(fooling >= 0.6, "{report}");
+    assert!(patched <= clean, "{report}");
+    assert!(out.path().join("side_by_side.png").is_file() && out.path().join("23_patched.png").is_file());
+}

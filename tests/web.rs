@@ -1,0 +1,137 @@
+//! In the browser (wasm32, headless Chromium): the tiny fixture CLIP matches the transformers reference on WebGPU
+//! and on the CPU fallback, and a few patch-training steps run and change the patch. Every read is async.
+//! Run with `scripts/test-web` (wasm-bindgen-test-runner + chromedriver); native builds compile this file to nothing.
+#![cfg(target_arch = "wasm32")]
+
+use std::collections::HashMap;
+
+use advclip::attack::advclip::{AdvClipConfig, AdvClipTrainer};
+use advclip::attack::placement::PatchPlacement;
+use advclip::model::{Clip, TokenBatch, load_clip_from_bytes};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const WEIGHTS: &[u8] = include_bytes!("fixtures/tiny/model.safetensors");
+const CONFIG: &str = include_str!("fixtures/tiny/config.json");
+const REFERENCE: &[u8] = include_bytes!("fixtures/tiny/reference.safetensors");
+
+struct RefTensor {
+    shape: Vec<usize>,
+    floats: Vec<f32>,
+    ints: Vec<i64>,
+}
+
+fn reference() -> HashMap<String, RefTensor> {
+    let tensors = SafeTensors::deserialize(REFERENCE).unwrap();
+    tensors
+        .iter()
+        .map(|(name, view)| {
+            let data = view.data();
+            let (floats, ints) = match view.dtype() {
+                Dtype::F32 => {
+                    (data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(), vec![])
+                }
+                Dtype::I64 => {
+                    (vec![], data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
+                }
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            };
+            (name.to_string(), RefTensor { shape: view.shape().to_vec(), floats, ints })
+        })
+        .collect()
+}
+
+async fn read(t: Tensor<2>) -> Vec<f32> {
+    t.into_data_async().await.unwrap().convert::<f32>().try_into_vec::<f32>().unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+thread_local! {
+    /// The wgpu runtime initialises once per page; every test reuses its device.
+    static GPU: std::cell::RefCell<Option<Device>> = const { std::cell::RefCell::new(None) };
+}
+
+async fn webgpu() -> Device {
+    if let Some(device) = GPU.with(|g| g.borrow().clone()) {
+        return device;
+    }
+    let device =
+        Device::wgpu_options().init_async().await.expect("WebGPU (SwiftShader in headless Chromium) initialises");
+    GPU.with(|g| *g.borrow_mut() = Some(device.clone()));
+    device
+}
+
+async fn embeddings_match_the_reference(device: &Device, backend: &str) {
+    let model: Clip = load_clip_from_bytes(WEIGHTS.to_vec(), Some(CONFIG), "tiny", device).unwrap();
+    let r = reference();
+    let p = &r["pixel_values"];
+    let shape: [usize; 4] = p.shape.clone().try_into().unwrap();
+    let pixels = Tensor::<4>::from_data(TensorData::new(p.floats.clone(), shape), device);
+    let len = *r["input_ids"].shape.last().unwrap();
+    let ids: Vec<Vec<u32>> = r["input_ids"]
+        .ints
+        .chunks(len)
+        .map(|row| {
+            let end = row.iter().position(|&i| i == advclip::tokenizer::EOT as i64).map_or(row.len(), |p| p + 1);
+            row[..end].iter().map(|&i| i as u32).collect()
+        })
+        .collect();
+    let config = model.config().clone();
+    let tokens = TokenBatch::new(&ids, config.text.context_length, config.text.vocab_size).unwrap();
+    let image = read(model.encode_image(pixels)).await;
+    let text = read(model.encode_text(&tokens)).await;
+    let image_diff = max_abs_diff(&image, &r["image_embeds_normalized"].floats);
+    let text_diff = max_abs_diff(&text, &r["text_embeds_normalized"].floats);
+    web_sys::console::log_1(&format!("{backend}: image {image_diff:.2e}, text {text_diff:.2e}").into());
+    assert!(image_diff <= 1e-4, "{backend}: image embeddings differ by {image_diff}");
+    assert!(text_diff <= 1e-4, "{backend}: text embeddings differ by {text_diff}");
+}
+
+#[wasm_bindgen_test]
+async fn tiny_clip_matches_the_reference_on_webgpu() {
+    embeddings_match_the_reference(&webgpu().await, "webgpu").await;
+}
+
+#[wasm_bindgen_test]
+async fn tiny_clip_matches_the_reference_on_the_cpu_fallback() {
+    embeddings_match_the_reference(&Device::flex(), "cpu").await;
+}
+
+async fn advclip_steps_change_the_patch(device: Device) {
+    let device = device.autodiff();
+    let model = load_clip_from_bytes(WEIGHTS.to_vec(), Some(CONFIG), "tiny", &device).unwrap().no_grad();
+    let size = model.config().vision.image_size;
+    let placement = PatchPlacement::advclip(size, 0.03).unwrap();
+    let config = AdvClipConfig { batch_size: 4, seed: 1, ..AdvClipConfig::default() };
+    let mut trainer = AdvClipTrainer::new(placement, config, &device).unwrap();
+    let before = trainer.patch().into_data_async().await.unwrap().try_into_vec::<f32>().unwrap();
+    let images: Vec<f32> = (0..4 * 3 * size * size).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    for _ in 0..3 {
+        let batch = Tensor::<4>::from_data(TensorData::new(images.clone(), [4, 3, size, size]), &device);
+        let out = trainer.step(&model, batch, None).unwrap();
+        let loss = out.generator.into_data_async().await.unwrap().try_into_vec::<f32>().unwrap()[0];
+        assert!(loss.is_finite(), "generator loss {loss}");
+    }
+    let after = trainer.patch().into_data_async().await.unwrap().try_into_vec::<f32>().unwrap();
+    let change = max_abs_diff(&before, &after);
+    assert!(change > 1e-4, "three AdvCLIP steps left the patch unchanged ({change})");
+    assert!(after.iter().all(|v| (0.0..=1.0).contains(v)), "the patch left [0, 1]");
+}
+
+#[wasm_bindgen_test]
+async fn advclip_training_steps_run_on_webgpu() {
+    advclip_steps_change_the_patch(webgpu().await).await;
+}
+
+#[wasm_bindgen_test]
+async fn advclip_training_steps_run_on_the_cpu_fallback() {
+    advclip_steps_change_the_patch(Device::flex()).await;
+}
