@@ -148,7 +148,8 @@ async function runBackend(browser, backend) {
     info.screenshot = shot;
 
     // A text file named .png: a visible alert, and the page still classifies a valid upload afterwards.
-    const bad = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'advclip-e2e-')), 'not-an-image.png');
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'advclip-e2e-'));
+    const bad = path.join(tmp, 'not-an-image.png');
     fs.writeFileSync(bad, 'this is a text file, not a picture\n');
     await page.setInputFiles('[data-testid=image-input]', bad);
     const alert = page.locator('[role=alert]', { hasText: 'not-an-image.png' });
@@ -159,12 +160,46 @@ async function runBackend(browser, backend) {
     const last = results.at(-1);
     check(results.length === files.length + 1 && last.state === 'done' && Boolean(last.clean), backend,
       `a valid upload after the bad file is classified (${last.file} -> "${last.clean}")`);
+    if (backend === 'cpu') await otherBadInputs(page, backend, tmp, results.length);
   } catch (e) {
     check(false, backend, e.message);
     await page.screenshot({ path: path.join(outDir, `page-${backend}-failed.png`), fullPage: true }).catch(() => {});
   } finally {
     await context.close();
   }
+}
+
+// A corrupt safetensors, a patch PNG with a sidecar of another size, an unreachable model URL: each shows an alert
+// naming the problem, and the page still classifies afterwards with the model it had.
+async function otherBadInputs(page, backend, tmp, before) {
+  const expectAlert = async (what, pattern) => {
+    const shown = await page.locator('[role=alert]', { hasText: pattern }).first()
+      .waitFor({ state: 'visible', timeout: 60_000 }).then(() => true, () => false);
+    check(shown, backend, `${what} shows a visible alert`);
+  };
+  const corrupt = path.join(tmp, 'corrupt.safetensors');
+  fs.writeFileSync(corrupt, Buffer.from('\x10\x00\x00\x00\x00\x00\x00\x00{"broken": tru'));
+  await page.selectOption('[data-testid=model-select]', 'file');
+  await page.setInputFiles('[data-testid=model-file]', corrupt);
+  await expectAlert('a corrupt safetensors file', /safetensors|header|weights|corrupt/i);
+
+  const png = path.join(tmp, 'wrong.png');
+  const json = path.join(tmp, 'wrong.json');
+  fs.copyFileSync(files[0], png); // a 64x64 scene, while the sidecar below says an 11 px patch
+  fs.writeFileSync(json, JSON.stringify({ mode: 'advclip', model: 'x', image_size: 64, area_fraction: 0.03,
+    placement: { image_size: 64, size: 11, top: 49, left: 49 }, seed: 0, steps: 1, metrics: {} }));
+  await page.setInputFiles('[data-testid=patch-input]', [png, json]);
+  await expectAlert('a patch PNG that does not match its sidecar', /patch|sidecar|belong/i);
+
+  await page.selectOption('[data-testid=model-select]', 'url');
+  await page.fill('[data-testid=model-url]', 'http://127.0.0.1:9/model.safetensors');
+  await page.click('#model-url-load');
+  await expectAlert('an unreachable model URL', /127\.0\.0\.1:9|download|fetch|https|url/i);
+
+  await page.setInputFiles('[data-testid=image-input]', files[1]);
+  const results = await settledResults(page, before + 1, 'a classification after the bad inputs');
+  const last = results.at(-1);
+  check(last.state === 'done' && Boolean(last.clean), backend, `the page still classifies after them (${last.file} -> "${last.clean}")`);
 }
 
 const pct = (x) => `${(100 * x).toFixed(0)} %`;
