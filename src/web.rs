@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::attack::advclip::{AdvClipConfig, AdvClipTrainer};
+use crate::attack::metrics::fooling_rate;
 use crate::attack::patch_file::{PatchSidecar, decode_patch, encode_patch_png};
 use crate::attack::placement::{
     Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_on_image,
 };
 use crate::attack::rng::SeededRng;
-use crate::attack::targeted::{TargetedConfig, TargetedPatchTrainer, patch_tensor};
+use crate::attack::targeted::{TargetedConfig, TargetedPatchTrainer, initial_patch, patch_tensor};
 use crate::model::{Clip, l2_normalize};
 use crate::tokenizer::Tokenizer;
 use crate::zeroshot::{ZeroShotClassifier, argmax};
@@ -359,11 +360,9 @@ impl Session {
                     .iter()
                     .position(|l| l == wanted)
                     .ok_or_else(|| js_error(format!("the target \"{wanted}\" is not one of the labels")))?;
-                let init = SeededRng::new(request.seed, "targeted.init").normals(3 * placement.size * placement.size);
-                let init: Vec<f32> = init.iter().map(|v| (0.5 + 0.15 * v).clamp(0.0, 1.0)).collect();
                 PatchTrainer::Targeted(
                     TargetedPatchTrainer::new(
-                        patch_tensor(init, placement.size, &self.device),
+                        initial_patch(request.seed, placement.size, &self.device),
                         head.label_embeddings(),
                         model.logit_scale,
                         TargetedConfig::new(target),
@@ -413,13 +412,10 @@ impl Session {
                 let texts: Vec<String> = indices.iter().map(|&i| prompts[i].clone()).collect();
                 let tokens = crate::embed::tokenize_texts(model, &self.tokenizer, &texts).map_err(js_error)?;
                 let out = trainer.step(model, images, Some(model.text_features(&tokens))).map_err(js_error)?;
-                let labels = training.head.labels().len();
                 let clean = read_f32(training.head.logits(l2_normalize(out.clean_features))).await?;
                 let adv = read_f32(training.head.logits(l2_normalize(out.patched_features))).await?;
-                let changed =
-                    clean.chunks(labels).zip(adv.chunks(labels)).filter(|(c, a)| argmax(c) != argmax(a)).count();
                 let loss = read_f32(out.generator).await?.first().copied().unwrap_or(f32::NAN);
-                (loss, changed as f64 / batch as f64)
+                (loss, fooling_rate(&clean, &adv, training.head.labels().len()))
             }
             PatchTrainer::Targeted(trainer, target) => {
                 let mut rng = SeededRng::new(training.request.seed, &format!("transform {}", training.step));

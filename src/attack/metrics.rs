@@ -37,6 +37,21 @@ pub fn zero_shot_metrics(
     }
 }
 
+/// Share of rows whose top label differs between clean and patched logits (row-major, `labels` per row): the
+/// running fooling rate a training loop reports from the features its step already computed.
+pub fn fooling_rate(clean_logits: &[f32], patched_logits: &[f32], labels: usize) -> f64 {
+    let rows = clean_logits.len() / labels.max(1);
+    if rows == 0 {
+        return 0.0;
+    }
+    let changed = clean_logits
+        .chunks(labels)
+        .zip(patched_logits.chunks(labels))
+        .filter(|(c, p)| crate::zeroshot::argmax(c) != crate::zeroshot::argmax(p))
+        .count();
+    changed as f64 / rows as f64
+}
+
 /// Retrieval quality in one direction (queries against a gallery).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RetrievalMetrics {
@@ -90,6 +105,14 @@ pub fn relative_drop(clean: f64, patched: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fooling_rate_counts_rows_whose_top_label_moved() {
+        let clean = [0.9, 0.1, 0.0, 0.2, 0.7, 0.1, 0.3, 0.3, 0.4];
+        let patched = [0.1, 0.8, 0.1, 0.1, 0.8, 0.1, 0.0, 0.9, 0.1];
+        assert_eq!(fooling_rate(&clean, &patched, 3), 2.0 / 3.0);
+        assert_eq!(fooling_rate(&[], &[], 3), 0.0);
+    }
 
     #[test]
     fn zero_shot_counts() {

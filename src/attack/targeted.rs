@@ -127,6 +127,12 @@ impl TargetedPatchTrainer {
     }
 }
 
+/// The starting patch of a targeted run: mid-grey with seeded noise (std 0.15), [3, size, size] in [0, 1].
+pub fn initial_patch(seed: u64, size: usize, device: &burn::tensor::Device) -> Tensor<3> {
+    let noise = super::rng::SeededRng::new(seed, "targeted.init").normals(3 * size * size);
+    patch_tensor(noise.iter().map(|v| (0.5 + 0.15 * v).clamp(0.0, 1.0)).collect(), size, device)
+}
+
 /// Builds a [3, p, p] tensor from host pixels in [0, 1].
 pub fn patch_tensor(pixels: Vec<f32>, size: usize, device: &burn::tensor::Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(pixels, [3, size, size]), device)

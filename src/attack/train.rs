@@ -8,16 +8,17 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::advclip::{AdvClipConfig, AdvClipTrainer};
+use super::metrics::fooling_rate;
 use super::patch_file::{PatchSidecar, save_patch};
 use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges};
 use super::rng::SeededRng;
-use super::targeted::{TargetedConfig, TargetedPatchTrainer, patch_tensor};
+use super::targeted::{TargetedConfig, TargetedPatchTrainer, initial_patch, patch_tensor};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::host::{read_f32 as read, read_i64, read_scalar as scalar};
 use crate::model::{Clip, l2_normalize};
 use crate::tokenizer::Tokenizer;
-use crate::zeroshot::{ZeroShotClassifier, argmax};
+use crate::zeroshot::ZeroShotClassifier;
 
 /// Which patch to train.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -176,11 +177,9 @@ pub fn train_patch(
             Trainer::AdvClip(Box::new(AdvClipTrainer::new(placement, config, device)?))
         }
         AttackMode::Targeted { target } => {
-            let init = SeededRng::new(options.seed, "targeted.init").normals(3 * placement.size * placement.size);
-            let init: Vec<f32> = init.iter().map(|v| (0.5 + 0.15 * v).clamp(0.0, 1.0)).collect();
             let head = head.as_ref().expect("checked above");
             let t = TargetedPatchTrainer::new(
-                patch_tensor(init, placement.size, device),
+                initial_patch(options.seed, placement.size, device),
                 head.label_embeddings(),
                 model.logit_scale,
                 TargetedConfig::new(target),
@@ -241,10 +240,7 @@ pub fn train_patch(
                         // Clean vs patched predictions of this batch, from the features the step already computed.
                         let clean = read(head.logits(l2_normalize(out.clean_features.clone())))?;
                         let adv = read(head.logits(l2_normalize(out.patched_features.clone())))?;
-                        let n = options.labels.len();
-                        let changed =
-                            clean.chunks(n).zip(adv.chunks(n)).filter(|(c, a)| argmax(c) != argmax(a)).count();
-                        Some(changed as f64 / indices.len() as f64)
+                        Some(fooling_rate(&clean, &adv, options.labels.len()))
                     }
                     None => None,
                 };
