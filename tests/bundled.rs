@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use advclip::attack::patch_file::load_patch;
 use advclip::demo::UNSEEN_SEED;
 use advclip::model::load_clip;
-use advclip::synth::{Renderer, class_names, render_scene};
+use advclip::synth::{COLOURS, Renderer, class_names, render_scene};
 use advclip::tokenizer::Tokenizer;
 use advclip::zeroshot::{DEFAULT_TEMPLATE, ZeroShotClassifier, argmax};
 use common::*;
@@ -22,10 +22,14 @@ fn asset(path: &str) -> PathBuf {
 /// True classes and top-1 predictions of the mini model for unseen scenes, optionally wearing a patch at its
 /// sidecar's placement.
 fn predict(renderer: Renderer, patch: Option<&str>) -> (Vec<usize>, Vec<usize>) {
+    predict_with(&class_names(), renderer, patch)
+}
+
+/// `predict` against any label list (the truth is still the scene's 36-class index).
+fn predict_with(labels: &[String], renderer: Renderer, patch: Option<&str>) -> (Vec<usize>, Vec<usize>) {
     let device = test_device();
     let model = load_clip(&asset("mini-clip"), &device).unwrap();
-    let labels = class_names();
-    let head = ZeroShotClassifier::new(&model, &Tokenizer::new(), &labels, &[DEFAULT_TEMPLATE.to_string()]).unwrap();
+    let head = ZeroShotClassifier::new(&model, &Tokenizer::new(), labels, &[DEFAULT_TEMPLATE.to_string()]).unwrap();
     let scenes: Vec<_> = (0..SCENES).map(|i| render_scene(64, UNSEEN_SEED + 77, i, renderer)).collect();
     let patch = patch.map(|p| load_patch(&asset(p)).unwrap());
     let images: Vec<image::RgbImage> = scenes
@@ -90,6 +94,102 @@ fn the_bundled_targeted_patch_pulls_toward_its_target() {
     eprintln!("targeted success toward \"green star\" (14 % patch, bottom right): {success:.3}");
     // Measured 0.233 (chance: 1/36, and 1/6 of the scenes are green).
     assert!(success >= 0.20, "{success}");
+}
+
+fn colour_labels() -> Vec<String> {
+    COLOURS.iter().map(|c| c.to_string()).collect()
+}
+
+/// AdvCLIP's claim is a downstream-agnostic patch: the bundled one was trained on the 36-class world's captions and
+/// prompts, and is tested here on another downstream task, naming the colour alone, which the model does well.
+#[test]
+fn the_bundled_advclip_patch_breaks_a_task_it_was_not_trained_for() {
+    let (truth, clean) = predict_with(&colour_labels(), Renderer::Standard, None);
+    let (_, patched) = predict_with(&colour_labels(), Renderer::Standard, Some("patches/advclip.png"));
+    let clean_accuracy = share(truth.iter().zip(&clean).map(|(t, p)| t / 6 == *p));
+    let patched_accuracy = share(truth.iter().zip(&patched).map(|(t, p)| t / 6 == *p));
+    let fooled = share(clean.iter().zip(&patched).map(|(c, p)| c != p));
+    eprintln!(
+        "colour naming, {SCENES} unseen scenes: clean {clean_accuracy:.3}, 3 % AdvCLIP patch {patched_accuracy:.3}, fooling rate {fooled:.3}"
+    );
+    // Measured 0.994 clean, 0.328 patched, fooling rate 0.678.
+    assert!(clean_accuracy >= 0.95, "clean {clean_accuracy}");
+    assert!(patched_accuracy <= 0.45, "patched {patched_accuracy}");
+    assert!(fooled >= 0.55, "fooling rate {fooled}");
+}
+
+/// Writes scenes `0..count` of `seed` as an ImageFolder sorted by colour alone (`<root>/green/...`).
+fn colour_folder(root: &std::path::Path, seed: u64, count: u64) -> PathBuf {
+    for i in 0..count {
+        let scene = render_scene(64, seed, i, Renderer::Standard);
+        let dir = root.join(COLOURS[scene.class / 6]);
+        std::fs::create_dir_all(&dir).unwrap();
+        scene.image.save(dir.join(format!("{i:04}.png"))).unwrap();
+    }
+    root.to_path_buf()
+}
+
+/// Issue 3's end-to-end check of targeted mode, through the CLI a user runs: train a patch toward "green" for a
+/// bounded number of steps on the bundled model, then evaluate it on unseen scenes. Colour names are the task here
+/// because the preview model cannot tell shapes apart (README), so a shape target could not be reached by any patch.
+#[test]
+fn targeted_training_reaches_its_target_on_unseen_scenes() {
+    let work = tempfile::tempdir().unwrap();
+    let train = colour_folder(&work.path().join("train"), 9, 1600);
+    let unseen = colour_folder(&work.path().join("unseen"), UNSEEN_SEED + 77, SCENES);
+    let patch = work.path().join("green.png");
+    let labels = colour_labels().join(",");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_advclip")).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let weights = asset("mini-clip");
+    let weights = weights.to_str().unwrap();
+    run(&[
+        "train",
+        "--weights",
+        weights,
+        "--data",
+        train.to_str().unwrap(),
+        "--labels",
+        &labels,
+        "--mode",
+        "targeted",
+        "--target",
+        "green",
+        "--area",
+        "0.12",
+        "--steps",
+        "200",
+        "--batch",
+        "16",
+        "--seed",
+        "0",
+        "--out",
+        patch.to_str().unwrap(),
+    ]);
+    let report = run(&[
+        "eval",
+        "--weights",
+        weights,
+        "--data",
+        unseen.to_str().unwrap(),
+        "--labels",
+        &labels,
+        "--patch",
+        patch.to_str().unwrap(),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    let success = report["targeted_success_rate"].as_f64().unwrap();
+    let clean = report["clean_accuracy"].as_f64().unwrap();
+    eprintln!(
+        "targeted \"green\" patch (12 %, 200 steps) on {SCENES} unseen scenes: success {success:.3}, clean {clean:.3}"
+    );
+    // Measured 0.633; without a patch 1/6 of the scenes are green (clean accuracy 0.994).
+    assert!(clean >= 0.95, "{report}");
+    assert!(success >= 0.5, "{report}");
 }
 
 #[test]
