@@ -4,18 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
-
-fn advclip(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advclip")).args(args).output().expect("advclip runs")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "advclip failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
 
 /// An ImageFolder of 8 images in two classes, made from the fixture PNGs (flipped copies for variety).
 fn image_folder(root: &Path) -> PathBuf {

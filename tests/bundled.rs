@@ -139,11 +139,7 @@ fn targeted_training_reaches_its_target_on_unseen_scenes() {
     let unseen = colour_folder(&work.path().join("unseen"), UNSEEN_SEED + 77, SCENES);
     let patch = work.path().join("green.png");
     let labels = colour_labels().join(",");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_advclip")).args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        out.stdout
-    };
+    let run = |args: &[&str]| ok(advclip(args)).stdout;
     let weights = asset("mini-clip");
     let weights = weights.to_str().unwrap();
     run(&[

@@ -3,13 +3,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
-
-fn advclip(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advclip")).args(args).output().expect("advclip runs")
-}
 
 fn stdout_json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "advclip failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -1,4 +1,4 @@
-//! Shared test helpers: fixture paths, safetensors fixture reading, tolerance checks, seeded full-size weights.
+//! Shared test helpers: running the CLI, fixture paths, safetensors fixture reading, tolerance checks, seeded full-size weights.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -6,6 +6,17 @@ use std::path::PathBuf;
 
 use advclip::model::{ClipConfig, hf_tensor_shapes};
 use safetensors::{Dtype, SafeTensors};
+
+/// Runs the `advclip` binary this package built.
+pub fn advclip(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_advclip")).args(args).output().expect("advclip runs")
+}
+
+/// Asserts that a run succeeded (showing its stderr when not) and hands it back.
+pub fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(out.status.success(), "advclip failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
 
 pub fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
