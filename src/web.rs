@@ -419,8 +419,13 @@ impl Session {
             }
             PatchTrainer::Targeted(trainer, target) => {
                 let mut rng = SeededRng::new(training.request.seed, &format!("transform {}", training.step));
-                let paste = Paste::Transformed(PatchTransform::sample(size, &TransformRanges::default(), &mut rng));
-                let out = trainer.step(model, images, &paste);
+                let paste = Paste::Transformed(PatchTransform::sample(
+                    size,
+                    &TransformRanges::around_area(training.placement.area_fraction()),
+                    &mut rng,
+                ));
+                let lr = trainer.config().learning_rate_at(training.step, training.request.steps);
+                let out = trainer.step(model, images, &paste, lr);
                 let predictions = read_i64(out.predictions).await?;
                 let hits = predictions.iter().filter(|&&p| p as usize == *target).count();
                 let loss = read_f32(out.loss).await?.first().copied().unwrap_or(f32::NAN);

@@ -28,6 +28,11 @@ fn image_folder(root: &Path) -> PathBuf {
 }
 
 fn train(data: &Path, out: &Path, mode: &[&str], steps: usize, resume: bool) -> Output {
+    train_until(data, out, mode, steps, None, resume)
+}
+
+/// `train`, ended early at `stop_at` when given (the learning-rate schedule still spans `steps`).
+fn train_until(data: &Path, out: &Path, mode: &[&str], steps: usize, stop_at: Option<usize>, resume: bool) -> Output {
     let tiny = fixture("tiny");
     let steps = steps.to_string();
     let mut args = vec![
@@ -48,6 +53,10 @@ fn train(data: &Path, out: &Path, mode: &[&str], steps: usize, resume: bool) -> 
         out.to_str().unwrap(),
     ];
     args.extend(mode);
+    let stop_at = stop_at.map(|n| n.to_string());
+    if let Some(n) = &stop_at {
+        args.extend(["--stop-at", n.as_str()]);
+    }
     if resume {
         args.push("--resume");
     }
@@ -59,9 +68,9 @@ fn check_resume_is_exact(mode: &[&str]) {
     let data = image_folder(dir.path());
     let straight = dir.path().join("straight.png");
     ok(train(&data, &straight, mode, 4, false));
-    // A run stopped after 2 steps (its checkpoint is all that survives), then resumed to 4.
+    // A 4-step run stopped after 2 steps (its checkpoint is all that survives), then resumed to the end.
     let interrupted = dir.path().join("interrupted.png");
-    ok(train(&data, &interrupted, mode, 2, false));
+    ok(train_until(&data, &interrupted, mode, 4, Some(2), false));
     std::fs::remove_file(&interrupted).unwrap();
     ok(train(&data, &interrupted, mode, 4, true));
     assert_eq!(

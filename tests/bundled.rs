@@ -59,8 +59,8 @@ fn mini_clip_classifies_unseen_scenes() {
     let (truth, predicted) = predict(Renderer::Standard, None);
     let (top1, colour) = accuracy(&truth, &predicted);
     eprintln!("mini CLIP on {SCENES} unseen scenes: top-1 {top1:.3} (chance 0.028), colour {colour:.3}");
-    // Measured 0.606 top-1 and 1.000 colour: colours always, shapes often (README).
-    assert!(top1 >= 0.55, "top-1 {top1}");
+    // Measured 0.922 top-1 (0.881 and 0.909 on 360 and 1000 other unseen scenes, README) and colour 1.000.
+    assert!(top1 >= 0.88, "top-1 {top1}");
     assert!(colour >= 0.95, "colour {colour}");
 }
 
@@ -69,8 +69,8 @@ fn mini_clip_on_a_renderer_it_never_saw() {
     let (truth, predicted) = predict(Renderer::Alternate, None);
     let (top1, colour) = accuracy(&truth, &predicted);
     eprintln!("mini CLIP on {SCENES} unseen scenes, alternate renderer: top-1 {top1:.3}, colour {colour:.3}");
-    // Measured 0.506 top-1 and 0.994 colour.
-    assert!(top1 >= 0.45, "top-1 {top1}");
+    // Measured 0.706 top-1.
+    assert!(top1 >= 0.65, "top-1 {top1}");
     assert!(colour >= 0.90, "colour {colour}");
 }
 
@@ -81,9 +81,9 @@ fn the_bundled_advclip_patch_breaks_zero_shot() {
     let (top1, colour) = accuracy(&truth, &patched);
     let fooled = share(clean.iter().zip(&patched).map(|(c, p)| c != p));
     eprintln!("with the 3 % AdvCLIP patch: top-1 {top1:.3}, colour {colour:.3}, fooling rate {fooled:.3}");
-    // Measured: top-1 0.111 (from 0.606), fooling rate 0.889.
-    assert!(top1 <= 0.15, "patched top-1 {top1}");
-    assert!(fooled >= 0.80, "fooling rate {fooled}");
+    // Measured: top-1 0.056 (from 0.922), fooling rate 0.950.
+    assert!(top1 <= 0.10, "patched top-1 {top1}");
+    assert!(fooled >= 0.90, "fooling rate {fooled}");
 }
 
 #[test]
@@ -92,8 +92,8 @@ fn the_bundled_targeted_patch_pulls_toward_its_target() {
     let target = class_names().iter().position(|l| l == "green star").unwrap();
     let success = share(predicted.iter().map(|p| *p == target));
     eprintln!("targeted success toward \"green star\" (14 % patch, bottom right): {success:.3}");
-    // Measured 0.222 (chance: 1/36, and 1/6 of the scenes are green).
-    assert!(success >= 0.18, "{success}");
+    // Measured 0.456 (chance: 1/36, and 1/6 of the scenes are green).
+    assert!(success >= 0.38, "{success}");
 }
 
 fn colour_labels() -> Vec<String> {
@@ -112,10 +112,10 @@ fn the_bundled_advclip_patch_breaks_a_task_it_was_not_trained_for() {
     eprintln!(
         "colour naming, {SCENES} unseen scenes: clean {clean_accuracy:.3}, 3 % AdvCLIP patch {patched_accuracy:.3}, fooling rate {fooled:.3}"
     );
-    // Measured 1.000 clean, 0.444 patched, fooling rate 0.556.
+    // Measured 1.000 clean, 0.167 patched, fooling rate 0.833.
     assert!(clean_accuracy >= 0.95, "clean {clean_accuracy}");
-    assert!(patched_accuracy <= 0.50, "patched {patched_accuracy}");
-    assert!(fooled >= 0.50, "fooling rate {fooled}");
+    assert!(patched_accuracy <= 0.25, "patched {patched_accuracy}");
+    assert!(fooled >= 0.75, "fooling rate {fooled}");
 }
 
 /// Writes scenes `0..count` of `seed` as an ImageFolder sorted by colour alone (`<root>/green/...`).
@@ -183,7 +183,7 @@ fn targeted_training_reaches_its_target_on_unseen_scenes() {
     eprintln!(
         "targeted \"green\" patch (12 %, 200 steps) on {SCENES} unseen scenes: success {success:.3}, clean {clean:.3}"
     );
-    // Measured 0.567; without a patch 1/6 of the scenes are green (clean accuracy 1.000).
+    // Measured 0.644; without a patch 1/6 of the scenes are green (clean accuracy 1.000).
     assert!(clean >= 0.95, "{report}");
     assert!(success >= 0.5, "{report}");
 }

@@ -82,9 +82,13 @@ pub struct TransformRanges {
     pub max_degrees: f64,
 }
 
-impl Default for TransformRanges {
-    fn default() -> Self {
-        Self { min_side: 0.10, max_side: 0.40, max_degrees: 22.5 }
+impl TransformRanges {
+    /// Sides from 0.8x to 1.2x the side of a patch covering `area_fraction`, rotations within 22.5 degrees.
+    /// Centred on the size the patch is shown at: sizes far below it cannot carry the target and only dilute
+    /// the gradient (a 10-40 % side range trained a 37 % patch to 22 % success on the step-4500 mini CLIP, these 42 %).
+    pub fn around_area(area_fraction: f64) -> Self {
+        let side = area_fraction.clamp(0.0, 1.0).sqrt();
+        Self { min_side: 0.8 * side, max_side: (1.2 * side).min(0.95), max_degrees: 22.5 }
     }
 }
 
@@ -210,12 +214,31 @@ mod tests {
     }
 
     #[test]
+    fn sampled_transforms_stay_near_the_patch_size_and_inside_the_image() {
+        let ranges = TransformRanges::around_area(0.14);
+        let nominal = 0.14f64.sqrt() * 64.0;
+        let mut rng = crate::attack::rng::SeededRng::new(3, "t");
+        for _ in 0..200 {
+            let t = PatchTransform::sample(64, &ranges, &mut rng);
+            assert!(t.side >= 0.8 * nominal - 1e-9 && t.side <= 1.2 * nominal + 1e-9, "side {}", t.side);
+            assert!(t.angle.abs() <= 22.5f64.to_radians() + 1e-9);
+            let reach = t.side / 2.0 * (t.angle.cos().abs() + t.angle.sin().abs());
+            for c in [t.center.0, t.center.1] {
+                assert!(c - reach >= -1e-9 && c + reach <= 64.0 + 1e-9, "centre {c} reach {reach}");
+            }
+        }
+    }
+
+    #[test]
     fn transformed_paste_passes_gradients_to_the_patch() {
         let device = burn::tensor::Device::flex().autodiff();
         let images = Tensor::<4>::zeros([2, 3, 16, 16], &device);
         let patch = Tensor::<3>::ones([3, 5, 5], &device).require_grad();
-        let t =
-            PatchTransform::sample(16, &TransformRanges::default(), &mut crate::attack::rng::SeededRng::new(1, "t"));
+        let t = PatchTransform::sample(
+            16,
+            &TransformRanges::around_area(0.1),
+            &mut crate::attack::rng::SeededRng::new(1, "t"),
+        );
         let out = paste_patch_transformed(images, patch.clone(), &t);
         let grad: Vec<f32> = patch.grad(&out.sum().backward()).unwrap().into_data().try_into_vec().unwrap();
         assert!(grad.iter().any(|g| *g > 0.0), "no gradient reached the patch");

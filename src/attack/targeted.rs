@@ -38,6 +38,13 @@ impl TargetedConfig {
     pub fn new(target: usize) -> Self {
         Self { target, learning_rate: 0.05, beta_1: 0.5, beta_2: 0.999 }
     }
+
+    /// Cosine decay from `learning_rate` to a tenth of it over `total` steps. At a constant rate the pixels keep
+    /// jumping between saturated values to the end, and the patch a run stops on is a matter of luck.
+    pub fn learning_rate_at(&self, step: usize, total: usize) -> f64 {
+        let t = (step as f64 / total.max(1) as f64).min(1.0);
+        self.learning_rate * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+    }
 }
 
 /// What one step computed, left on the device: the caller reads it (synchronously natively, asynchronously on the web).
@@ -77,6 +84,10 @@ impl TargetedPatchTrainer {
         }
     }
 
+    pub fn config(&self) -> &TargetedConfig {
+        &self.config
+    }
+
     pub fn patch(&self) -> Tensor<3> {
         self.patch.pixels.val().detach()
     }
@@ -95,13 +106,13 @@ impl TargetedPatchTrainer {
         log_softmax(logits, 1).slice([0..batch, t..t + 1]).mean().neg()
     }
 
-    /// One Adam step on a batch, the patch then clamped back to valid pixels.
-    pub fn step(&mut self, model: &Clip, images: Tensor<4>, paste: &Paste) -> TargetedStep {
+    /// One Adam step of `learning_rate` on a batch, the patch then clamped back to valid pixels.
+    pub fn step(&mut self, model: &Clip, images: Tensor<4>, paste: &Paste, learning_rate: f64) -> TargetedStep {
         let logits = self.patched_logits(model, images, paste);
         let predictions = logits.clone().detach().argmax(1).squeeze_dim(1);
         let loss = self.loss(logits);
         let grads = GradientsParams::from_grads(loss.backward(), &self.patch);
-        let mut patch = self.optimizer.step(self.config.learning_rate, super::advclip::take(&mut self.patch), grads);
+        let mut patch = self.optimizer.step(learning_rate, super::advclip::take(&mut self.patch), grads);
         // Clamp outside the graph so the patch stays a leaf the next step can differentiate.
         patch.pixels = patch.pixels.map(|p| p.without_autodiff().clamp(0.0, 1.0).autodiff().require_grad());
         self.patch = patch;
@@ -136,4 +147,18 @@ pub fn initial_patch(seed: u64, size: usize, device: &burn::tensor::Device) -> T
 /// Builds a [3, p, p] tensor from host pixels in [0, 1].
 pub fn patch_tensor(pixels: Vec<f32>, size: usize, device: &burn::tensor::Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(pixels, [3, size, size]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TargetedConfig;
+
+    #[test]
+    fn the_learning_rate_decays_from_full_to_a_tenth() {
+        let c = TargetedConfig::new(0);
+        assert!((c.learning_rate_at(0, 600) - 0.05).abs() < 1e-12);
+        assert!((c.learning_rate_at(300, 600) - 0.05 * 0.55).abs() < 1e-12);
+        assert!((c.learning_rate_at(600, 600) - 0.005).abs() < 1e-12);
+        assert!((c.learning_rate_at(900, 600) - 0.005).abs() < 1e-12, "past the end it stays at the floor");
+    }
 }

@@ -40,6 +40,9 @@ pub struct TrainOptions {
     pub area_fraction: f64,
     pub seed: u64,
     pub checkpoint_every: usize,
+    /// End the run at this step (checkpoint, patch and sidecar written there) while the learning-rate schedule
+    /// still spans `steps`; `--resume` continues it.
+    pub stop_at: Option<usize>,
     /// The patch PNG to write (its sidecar and checkpoint go beside it).
     pub out: PathBuf,
 }
@@ -226,7 +229,8 @@ pub fn train_patch(
     let mut stream = BatchStream { dataset, seed: options.seed, order: (0, vec![]) };
     let mut recent_rates: Vec<f64> = Vec::new();
     let mut last_losses = Vec::new();
-    while state.step < options.steps {
+    let last = options.stop_at.unwrap_or(options.steps).min(options.steps);
+    while state.step < last {
         let batch = stream.next(&mut state, options.batch_size, size as u32, &mut warn)?;
         let indices: Vec<usize> = batch.iter().map(|(i, _)| *i).collect();
         let pixels: Vec<f32> = batch.into_iter().flat_map(|(_, p)| p).collect();
@@ -256,8 +260,12 @@ pub fn train_patch(
             }
             Trainer::Targeted(t, target) => {
                 let mut rng = SeededRng::new(options.seed, &format!("transform {}", state.step));
-                let paste = Paste::Transformed(PatchTransform::sample(size, &TransformRanges::default(), &mut rng));
-                let out = t.step(model, images, &paste);
+                let paste = Paste::Transformed(PatchTransform::sample(
+                    size,
+                    &TransformRanges::around_area(placement.area_fraction()),
+                    &mut rng,
+                ));
+                let out = t.step(model, images, &paste, t.config().learning_rate_at(state.step, options.steps));
                 let predictions = read_i64(out.predictions)?;
                 let hits = predictions.iter().filter(|&&p| p as usize == *target).count();
                 (vec![("loss", scalar(out.loss)?)], Some(hits as f64 / predictions.len() as f64))
@@ -273,7 +281,7 @@ pub fn train_patch(
             batch_rate: rate,
             skipped_images: state.skipped_images,
         });
-        if state.step % options.checkpoint_every.max(1) == 0 || state.step == options.steps {
+        if state.step % options.checkpoint_every.max(1) == 0 || state.step == last {
             write_checkpoint(&ckpt, &state, &trainer)?;
         }
     }

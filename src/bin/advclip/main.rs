@@ -140,6 +140,9 @@ enum Command {
         /// Write a checkpoint (PATCH.ckpt) every N steps
         #[arg(long, default_value_t = 50)]
         checkpoint_every: usize,
+        /// End the run at step N (checkpoint and patch written) while the schedule still spans --steps
+        #[arg(long, value_name = "N")]
+        stop_at: Option<usize>,
         /// The patch PNG to write (its .json sidecar and .ckpt checkpoint go beside it)
         #[arg(long, value_name = "PATCH.png")]
         out: PathBuf,
@@ -312,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
             area,
             seed,
             checkpoint_every,
+            stop_at,
             out,
             resume,
         } => {
@@ -341,6 +345,7 @@ fn run(cli: Cli) -> Result<()> {
                 area_fraction: area,
                 seed,
                 checkpoint_every,
+                stop_at,
                 out,
             };
             train_command(&model, &dataset, &options, resume)
