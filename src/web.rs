@@ -12,10 +12,7 @@ use wasm_bindgen::prelude::*;
 use crate::attack::advclip::{AdvClipConfig, AdvClipTrainer};
 use crate::attack::metrics::fooling_rate;
 use crate::attack::patch_file::{PatchSidecar, decode_patch, encode_patch_png};
-use crate::attack::placement::{
-    Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_on_image,
-};
-use crate::attack::rng::SeededRng;
+use crate::attack::placement::{PatchPlacement, normalize_pixels, paste_on_image};
 use crate::attack::targeted::{TargetedConfig, TargetedPatchTrainer, initial_patch, patch_tensor};
 use crate::model::{Clip, l2_normalize};
 use crate::tokenizer::Tokenizer;
@@ -418,14 +415,8 @@ impl Session {
                 (loss, fooling_rate(&clean, &adv, training.head.labels().len()))
             }
             PatchTrainer::Targeted(trainer, target) => {
-                let mut rng = SeededRng::new(training.request.seed, &format!("transform {}", training.step));
-                let paste = Paste::Transformed(PatchTransform::sample(
-                    size,
-                    &TransformRanges::around_area(training.placement.area_fraction()),
-                    &mut rng,
-                ));
-                let lr = trainer.config().learning_rate_at(training.step, training.request.steps);
-                let out = trainer.step(model, images, &paste, lr);
+                let (seed, step, steps) = (training.request.seed, training.step, training.request.steps);
+                let out = trainer.training_step(model, images, &training.placement, seed, step, steps);
                 let predictions = read_i64(out.predictions).await?;
                 let hits = predictions.iter().filter(|&&p| p as usize == *target).count();
                 let loss = read_f32(out.loss).await?.first().copied().unwrap_or(f32::NAN);

@@ -5,7 +5,8 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::placement::{Paste, normalize_pixels};
+use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels};
+use super::rng::SeededRng;
 use crate::model::Clip;
 
 /// The patch as a module, so Burn's Adam can own its state; its parameter id is fixed so that a checkpoint's
@@ -84,10 +85,6 @@ impl TargetedPatchTrainer {
         }
     }
 
-    pub fn config(&self) -> &TargetedConfig {
-        &self.config
-    }
-
     pub fn patch(&self) -> Tensor<3> {
         self.patch.pixels.val().detach()
     }
@@ -117,6 +114,24 @@ impl TargetedPatchTrainer {
         patch.pixels = patch.pixels.map(|p| p.without_autodiff().clamp(0.0, 1.0).autodiff().require_grad());
         self.patch = patch;
         TargetedStep { loss: loss.detach(), predictions }
+    }
+
+    /// Step `step` of a `total`-step training run (CLI and browser alike): the patch pasted by that step's seeded
+    /// draw of the expectation over transformations around `placement`'s size, at that step's learning rate.
+    pub fn training_step(
+        &mut self,
+        model: &Clip,
+        images: Tensor<4>,
+        placement: &PatchPlacement,
+        seed: u64,
+        step: usize,
+        total: usize,
+    ) -> TargetedStep {
+        let mut rng = SeededRng::new(seed, &format!("transform {step}"));
+        let ranges = TransformRanges::around_area(placement.area_fraction());
+        let paste = Paste::Transformed(PatchTransform::sample(placement.image_size, &ranges, &mut rng));
+        let learning_rate = self.config.learning_rate_at(step, total);
+        self.step(model, images, &paste, learning_rate)
     }
 
     /// The optimizer state, for checkpoints.

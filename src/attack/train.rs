@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::advclip::{AdvClipConfig, AdvClipTrainer};
 use super::metrics::fooling_rate;
 use super::patch_file::{PatchSidecar, save_patch};
-use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges};
+use super::placement::PatchPlacement;
 use super::rng::SeededRng;
 use super::targeted::{TargetedConfig, TargetedPatchTrainer, initial_patch, patch_tensor};
 use crate::dataset::Dataset;
@@ -259,13 +259,7 @@ pub fn train_patch(
                 (losses, rate)
             }
             Trainer::Targeted(t, target) => {
-                let mut rng = SeededRng::new(options.seed, &format!("transform {}", state.step));
-                let paste = Paste::Transformed(PatchTransform::sample(
-                    size,
-                    &TransformRanges::around_area(placement.area_fraction()),
-                    &mut rng,
-                ));
-                let out = t.step(model, images, &paste, t.config().learning_rate_at(state.step, options.steps));
+                let out = t.training_step(model, images, &placement, options.seed, state.step, options.steps);
                 let predictions = read_i64(out.predictions)?;
                 let hits = predictions.iter().filter(|&&p| p as usize == *target).count();
                 (vec![("loss", scalar(out.loss)?)], Some(hits as f64 / predictions.len() as f64))
