@@ -47,10 +47,15 @@ const MAX_LOGIT_SCALE: f64 = 4.605_170_2;
 
 impl ContrastiveModel {
     pub fn new(config: &ClipConfig, device: &Device) -> Self {
-        Self {
-            clip: Clip::new(config, device),
-            logit_scale: Param::from_tensor(Tensor::from_floats([2.6592f32], device)),
-        }
+        let clip = Clip::new(config, device);
+        let log_scale = clip.logit_scale;
+        Self::from_clip(clip, log_scale, device)
+    }
+
+    /// Continues training a CLIP (for fine-tuning); `log_scale` is its logit scale as CLIP stores it, the ln of
+    /// the factor on the cosines.
+    pub fn from_clip(clip: Clip, log_scale: f32, device: &Device) -> Self {
+        Self { clip, logit_scale: Param::from_tensor(Tensor::from_floats([log_scale], device)) }
     }
 
     /// The symmetric cross-entropy of CLIP: each image against every caption of the batch and vice versa. [1].
@@ -86,6 +91,9 @@ pub struct PretrainConfig {
     pub weight_decay: f32,
     /// Steps over which the world's difficulty ramps from easy to full (0: the full world from the start).
     pub curriculum_steps: usize,
+    /// Share of scenes drawn by `Renderer::Augmented` (random shape distortions) instead of `Standard`.
+    #[serde(default)]
+    pub augmented_share: f32,
 }
 
 impl Default for PretrainConfig {
@@ -97,6 +105,7 @@ impl Default for PretrainConfig {
             steps: 3000,
             weight_decay: 0.05,
             curriculum_steps: 0,
+            augmented_share: 0.0,
         }
     }
 }
@@ -171,6 +180,8 @@ pub struct PretrainOptions {
     pub checkpoint_every: usize,
     /// Stop after this step (checkpoint and write the model there) while the schedule still runs to `steps`.
     pub stop_at: Option<usize>,
+    /// Start from this mini CLIP (a Hugging Face folder) instead of random weights: fine-tuning.
+    pub init: Option<std::path::PathBuf>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -181,13 +192,19 @@ struct PretrainState {
     batch_size: usize,
     steps: usize,
     curriculum_steps: usize,
+    #[serde(default)]
+    augmented_share: f32,
+    #[serde(default)]
+    init: Option<std::path::PathBuf>,
 }
 
 /// One batch of the shapes world: CLIP-normalised pixels and token sequences. Half the texts are the scene's free
 /// caption, half the zero-shot prompt "a photo of a <label>.", so both kinds of text land near the image.
 /// Half the scenes are drawn at `difficulty_cap`, half at a uniform difficulty below it, so easy scenes stay in
-/// the mix once the curriculum reaches the full world.
+/// the mix once the curriculum reaches the full world. A share `augmented_share` of the scenes is drawn by
+/// `Renderer::Augmented`.
 #[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
 pub fn synth_batch(
     model_config: &ClipConfig,
     tokenizer: &crate::tokenizer::Tokenizer,
@@ -195,6 +212,7 @@ pub fn synth_batch(
     first_index: u64,
     batch: usize,
     difficulty_cap: f32,
+    augmented_share: f32,
     device: &Device,
 ) -> Result<(Tensor<4>, TokenBatch)> {
     let size = model_config.vision.image_size;
@@ -204,13 +222,12 @@ pub fn synth_batch(
         let mut rng = crate::attack::rng::SeededRng::new(seed, &format!("text {}", first_index + i));
         let free_caption = rng.uniform() < 0.5;
         let difficulty = if rng.uniform() < 0.5 { difficulty_cap } else { difficulty_cap * rng.uniform() as f32 };
-        let scene = crate::synth::render_scene_at(
-            size as u32,
-            seed,
-            first_index + i,
-            crate::synth::Renderer::Standard,
-            difficulty,
-        );
+        let renderer = if augmented_share > 0.0 && (rng.uniform() as f32) < augmented_share {
+            crate::synth::Renderer::Augmented
+        } else {
+            crate::synth::Renderer::Standard
+        };
+        let scene = crate::synth::render_scene_at(size as u32, seed, first_index + i, renderer, difficulty);
         pixels.push(crate::preprocess::preprocess(&scene.image, size as u32));
         texts.push(if free_caption {
             scene.caption
@@ -236,7 +253,21 @@ pub fn pretrain_on_synth(
     use burn::store::{BurnpackStore, ModuleSnapshot};
     let config = mini_clip_config();
     device.seed(options.seed);
-    let mut trainer = Pretrainer::new(ContrastiveModel::new(&config, device), options.config.clone());
+    let model = match &options.init {
+        None => ContrastiveModel::new(&config, device),
+        Some(path) => {
+            let clip = crate::model::load_clip(path, device)?;
+            if clip.config() != &config {
+                return Err(crate::Error::invalid(format!(
+                    "{}: --init needs a mini CLIP of the bundled shape (64 px, 4+3 layers); this one differs",
+                    path.display()
+                )));
+            }
+            let log_scale = clip.logit_scale;
+            ContrastiveModel::from_clip(clip, log_scale, device)
+        }
+    };
+    let mut trainer = Pretrainer::new(model, options.config.clone());
     let tokenizer = crate::tokenizer::Tokenizer::new();
     std::fs::create_dir_all(&options.out).map_err(|e| crate::Error::io(options.out.display(), e))?;
     let ckpt = options.out.join("pretrain.ckpt");
@@ -246,6 +277,8 @@ pub fn pretrain_on_synth(
         batch_size: options.config.batch_size,
         steps: options.config.steps,
         curriculum_steps: options.config.curriculum_steps,
+        augmented_share: options.config.augmented_share,
+        init: options.init.clone(),
     };
     if resume && ckpt.exists() {
         let (saved, blobs) = crate::attack::checkpoint::read(&ckpt)?;
@@ -253,7 +286,7 @@ pub fn pretrain_on_synth(
             serde_json::from_str(&saved).map_err(|e| crate::Error::invalid(format!("{}: {e}", ckpt.display())))?;
         if saved != state(saved.step) {
             return Err(crate::Error::invalid(format!(
-                "{}: the checkpoint is from a run with other settings (seed, batch, steps or curriculum)",
+                "{}: the checkpoint is from a run with other settings (seed, batch, steps, curriculum, augment or init)",
                 ckpt.display()
             )));
         }
@@ -272,8 +305,9 @@ pub fn pretrain_on_synth(
     let last = options.stop_at.unwrap_or(options.config.steps).min(options.config.steps);
     while trainer.step < last {
         let cap = options.config.difficulty_cap(trainer.step);
-        let (pixels, tokens) =
-            synth_batch(&config, &tokenizer, options.seed, (trainer.step * batch) as u64, batch, cap, device)?;
+        let first = (trainer.step * batch) as u64;
+        let share = options.config.augmented_share;
+        let (pixels, tokens) = synth_batch(&config, &tokenizer, options.seed, first, batch, cap, share, device)?;
         let loss = trainer.step(pixels, &tokens);
         let scale = crate::host::read_scalar(trainer.model.logit_scale.val())?;
         on_step(trainer.step, crate::host::read_scalar(loss)?, scale);

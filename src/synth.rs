@@ -9,6 +9,8 @@
 //! hearts from circular arcs, rounded squares, taller triangles, thinner crosses), thinner outlines, other shades
 //! within each colour name and a hand-drawn wobble. For a given `(seed, index)` both renderers draw the same class,
 //! size, position, rotation, background and caption, so the two test sets are paired scene by scene.
+//! `Renderer::Augmented` is for pretraining only: the Standard shapes under random generic distortions
+//! (`distort`), drawn from the same layout too.
 
 use std::f32::consts::{PI, TAU};
 use std::path::{Path, PathBuf};
@@ -24,11 +26,13 @@ pub fn class_names() -> Vec<String> {
     COLOURS.iter().flat_map(|c| SHAPES.iter().map(move |s| format!("{c} {s}"))).collect()
 }
 
-/// Which drawing code renders a scene: `Standard` for training, `Alternate` for a style the model never saw.
+/// Which drawing code renders a scene: `Standard` for training and tests, `Augmented` for training only (the
+/// Standard shapes under random generic distortions), `Alternate` for a style no training ever draws.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Renderer {
     Standard,
     Alternate,
+    Augmented,
 }
 
 /// One rendered image with its class index (into `class_names()`), its label and a varied caption.
@@ -163,12 +167,12 @@ struct ShadeRange {
 fn shade_range(colour: usize, renderer: Renderer) -> ShadeRange {
     let r = |hue, sat, val| ShadeRange { hue, sat, val };
     match (renderer, colour) {
-        (Renderer::Standard, 0) => r((-6.0, 6.0), (0.8, 1.0), (0.7, 1.0)),
-        (Renderer::Standard, 1) => r((105.0, 135.0), (0.65, 1.0), (0.5, 0.9)),
-        (Renderer::Standard, 2) => r((215.0, 238.0), (0.7, 1.0), (0.6, 1.0)),
-        (Renderer::Standard, 3) => r((50.0, 60.0), (0.8, 1.0), (0.88, 1.0)),
-        (Renderer::Standard, 4) => r((276.0, 290.0), (0.6, 0.9), (0.5, 0.8)),
-        (Renderer::Standard, _) => r((25.0, 33.0), (0.85, 1.0), (0.9, 1.0)),
+        (Renderer::Standard | Renderer::Augmented, 0) => r((-6.0, 6.0), (0.8, 1.0), (0.7, 1.0)),
+        (Renderer::Standard | Renderer::Augmented, 1) => r((105.0, 135.0), (0.65, 1.0), (0.5, 0.9)),
+        (Renderer::Standard | Renderer::Augmented, 2) => r((215.0, 238.0), (0.7, 1.0), (0.6, 1.0)),
+        (Renderer::Standard | Renderer::Augmented, 3) => r((50.0, 60.0), (0.8, 1.0), (0.88, 1.0)),
+        (Renderer::Standard | Renderer::Augmented, 4) => r((276.0, 290.0), (0.6, 0.9), (0.5, 0.8)),
+        (Renderer::Standard | Renderer::Augmented, _) => r((25.0, 33.0), (0.85, 1.0), (0.9, 1.0)),
         (Renderer::Alternate, 0) => r((-10.0, 2.0), (0.75, 0.92), (0.6, 0.9)),
         (Renderer::Alternate, 1) => r((100.0, 146.0), (0.5, 0.85), (0.45, 0.8)),
         (Renderer::Alternate, 2) => r((205.0, 232.0), (0.55, 0.9), (0.55, 0.95)),
@@ -485,14 +489,9 @@ fn rounded_square(corner: f32, per_corner: usize) -> Vec<Point> {
     points
 }
 
-/// Hand-drawn wobble: the outline is resampled densely (keeping every corner) and each point is moved radially by
-/// a sum of a few low-frequency sines of its angle (amplitude about 2-5 % of the radius). A radial scaling by
-/// 1 + (small periodic term) is one-to-one on the plane, so the outline never crosses itself.
-fn wobble(points: &[Point], rng: &mut SeededRng) -> Vec<Point> {
-    let harmonics: Vec<(f32, f32, f32)> = [(3.0, 0.022), (5.0, 0.014), (8.0, 0.009), (13.0, 0.005)]
-        .iter()
-        .map(|&(k, amplitude)| (k, amplitude * between(rng, 0.5, 1.0), between(rng, 0.0, TAU)))
-        .collect();
+/// The closed outline through `points` with a point at least every 0.07 (in units of its radius), keeping every
+/// corner, so that a smooth distortion of the points bends the edges too.
+fn resample(points: &[Point]) -> Vec<Point> {
     let spacing = 0.07;
     let mut dense = Vec::new();
     for (i, p) in points.iter().enumerate() {
@@ -503,7 +502,18 @@ fn wobble(points: &[Point], rng: &mut SeededRng) -> Vec<Point> {
             dense.push([lerp(p[0], q[0], t), lerp(p[1], q[1], t)]);
         }
     }
-    let moved = dense
+    dense
+}
+
+/// Hand-drawn wobble: the outline is resampled densely (keeping every corner) and each point is moved radially by
+/// a sum of a few low-frequency sines of its angle (amplitude about 2-5 % of the radius). A radial scaling by
+/// 1 + (small periodic term) is one-to-one on the plane, so the outline never crosses itself.
+fn wobble(points: &[Point], rng: &mut SeededRng) -> Vec<Point> {
+    let harmonics: Vec<(f32, f32, f32)> = [(3.0, 0.022), (5.0, 0.014), (8.0, 0.009), (13.0, 0.005)]
+        .iter()
+        .map(|&(k, amplitude)| (k, amplitude * between(rng, 0.5, 1.0), between(rng, 0.0, TAU)))
+        .collect();
+    let moved = resample(points)
         .iter()
         .map(|p| {
             let a = p[1].atan2(p[0]);
@@ -547,7 +557,64 @@ fn outline(shape: usize, renderer: Renderer, rng: &mut SeededRng) -> Option<Vec<
             };
             Some(wobble(&normalise(base), rng))
         }
+        Renderer::Augmented => {
+            // Standard's constructions with wider proportions, then distortions any shape may suffer.
+            let base = match shape {
+                0 => regular(64, 0.0),
+                1 => regular(4, PI / 4.0),
+                2 => regular(3, PI / 2.0),
+                3 => star(between(rng, 0.36, 0.55)),
+                4 => parametric_heart(64),
+                _ => plus(between(rng, 0.2, 0.36)),
+            };
+            Some(distort(normalise(base), rng))
+        }
     }
+}
+
+/// Training-time shape augmentation (`Renderer::Augmented`): with even odds the corners are cut (one round of
+/// Chaikin's scheme, 5-20 % of each edge from each end), then a random stretch of 0.8-1.25x along a random axis and a shear of up to 0.15,
+/// then a smooth radial jitter (random offsets of up to 0-4 % at 5-11 angles, cosine-interpolated). Each step maps
+/// a simple outline to a simple outline, so the signed distance stays valid.
+fn distort(mut points: Vec<Point>, rng: &mut SeededRng) -> Vec<Point> {
+    if uniform(rng) < 0.5 {
+        let cut = between(rng, 0.05, 0.2);
+        points = (0..points.len())
+            .flat_map(|i| {
+                let (p, q) = (points[i], points[(i + 1) % points.len()]);
+                [
+                    [lerp(p[0], q[0], cut), lerp(p[1], q[1], cut)],
+                    [lerp(p[0], q[0], 1.0 - cut), lerp(p[1], q[1], 1.0 - cut)],
+                ]
+            })
+            .collect();
+    }
+    let (axis, stretch, shear) = (between(rng, 0.0, PI), between(rng, 0.8, 1.25), between(rng, -0.15, 0.15));
+    let (sin, cos) = axis.sin_cos();
+    let affine = |p: Point| {
+        // Into the axis frame, stretch and shear there, and back.
+        let (u, v) = (p[0] * cos + p[1] * sin, -p[0] * sin + p[1] * cos);
+        let (u, v) = (u * stretch + shear * v, v);
+        [u * cos - v * sin, u * sin + v * cos]
+    };
+    let amplitude = between(rng, 0.0, 0.04);
+    let anchors: Vec<f32> = (0..5 + rng.below(7)).map(|_| between(rng, -amplitude, amplitude)).collect();
+    let phase = between(rng, 0.0, TAU);
+    let jitter = |angle: f32| {
+        let t = ((angle + phase).rem_euclid(TAU) / TAU) * anchors.len() as f32;
+        let (i, f) = (t.floor() as usize % anchors.len(), t.fract());
+        let w = (1.0 - (PI * f).cos()) / 2.0;
+        lerp(anchors[i], anchors[(i + 1) % anchors.len()], w)
+    };
+    let moved = resample(&points)
+        .iter()
+        .map(|&p| {
+            let point = affine(p);
+            let scale = 1.0 + jitter(point[1].atan2(point[0]));
+            [point[0] * scale, point[1] * scale]
+        })
+        .collect();
+    normalise(moved)
 }
 
 /// A shape placed in pixel coordinates, with an exact signed distance (negative inside).
@@ -884,6 +951,7 @@ fn render_detailed(size: u32, seed: u64, index: u64, renderer: Renderer, difficu
         let (fraction, narrowest) = match renderer {
             Renderer::Standard => (lerp(0.045, 0.075, stroke_t), NARROWEST_STANDARD[shape]),
             Renderer::Alternate => (lerp(0.025, 0.04, stroke_t), NARROWEST[shape]),
+            Renderer::Augmented => (lerp(0.025, 0.075, stroke_t), NARROWEST[shape]),
         };
         (fraction * n).min(0.6 * narrowest * radius_px).max(1.2)
     });
@@ -973,7 +1041,10 @@ mod tests {
             let standard = render_scene(64, 3, index, Renderer::Standard);
             let alternate = render_scene(64, 3, index, Renderer::Alternate);
             let large = render_scene(224, 3, index, Renderer::Standard);
+            let augmented = render_scene(64, 3, index, Renderer::Augmented);
             assert_eq!((standard.class, &standard.caption), (alternate.class, &alternate.caption));
+            assert_eq!((standard.class, &standard.caption), (augmented.class, &augmented.caption));
+            assert_ne!(standard.image, augmented.image, "scene {index}: the augmentation changed nothing");
             assert_eq!((standard.class, &standard.caption), (large.class, &large.caption));
             assert_eq!(large.image.dimensions(), (224, 224));
         }
@@ -998,7 +1069,7 @@ mod tests {
     #[test]
     fn every_class_appears_and_captions_name_the_label() {
         let names = class_names();
-        for renderer in [Renderer::Standard, Renderer::Alternate] {
+        for renderer in [Renderer::Standard, Renderer::Alternate, Renderer::Augmented] {
             let mut seen = [0usize; 36];
             let mut patterns = std::collections::HashSet::new();
             for index in 0..360 {
@@ -1024,7 +1095,7 @@ mod tests {
     #[test]
     fn the_shape_is_inside_and_covers_a_plausible_area() {
         let mut checked = 0;
-        for renderer in [Renderer::Standard, Renderer::Alternate] {
+        for renderer in [Renderer::Standard, Renderer::Alternate, Renderer::Augmented] {
             for index in 0..400 {
                 let (scene, details) = render_detailed(64, 5, index, renderer, 1.0);
                 let side = 64usize;
@@ -1077,7 +1148,7 @@ mod tests {
 
     #[test]
     fn shape_pixels_have_the_named_hue() {
-        for renderer in [Renderer::Standard, Renderer::Alternate] {
+        for renderer in [Renderer::Standard, Renderer::Alternate, Renderer::Augmented] {
             let mut checked = [0usize; 6];
             for index in 0..600 {
                 let (scene, details) = render_detailed(64, 9, index, renderer, 1.0);
@@ -1202,7 +1273,9 @@ mod tests {
     #[test]
     #[ignore]
     fn sample_grids() {
-        for (renderer, name) in [(Renderer::Standard, "standard"), (Renderer::Alternate, "alternate")] {
+        for (renderer, name) in
+            [(Renderer::Standard, "standard"), (Renderer::Alternate, "alternate"), (Renderer::Augmented, "augmented")]
+        {
             let tile: u32 = std::env::var("SYNTH_GRID_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
             let scale = (192 / tile).max(1);
             let mut grid =
@@ -1228,7 +1301,7 @@ mod tests {
     #[ignore]
     fn timing() {
         for size in [64, 224] {
-            for renderer in [Renderer::Standard, Renderer::Alternate] {
+            for renderer in [Renderer::Standard, Renderer::Alternate, Renderer::Augmented] {
                 let count = if size == 64 { 4000 } else { 500 };
                 let start = std::time::Instant::now();
                 let mut checksum = 0u64;

@@ -581,6 +581,11 @@ fn training_sidecar(model: &Clip, training: &Training) -> PatchSidecar {
             ("targeted", "train_targeted_success_rate", Some(training.head.labels()[*t].clone()))
         }
     };
+    let mut metrics = serde_json::json!({ key: rate, "loss": training.last_loss, "trained_in": "browser" });
+    if target.is_some() {
+        // The browser trains targeted patches for any spot (expectation over transformations).
+        metrics["trained_placement"] = serde_json::json!(crate::attack::TargetedPlacement::Random.name());
+    }
     PatchSidecar {
         mode: mode.into(),
         model: model.id(),
@@ -590,7 +595,7 @@ fn training_sidecar(model: &Clip, training: &Training) -> PatchSidecar {
         target,
         seed: training.request.seed,
         steps: training.step,
-        metrics: serde_json::json!({ key: rate, "loss": training.last_loss, "trained_in": "browser" }),
+        metrics,
     }
 }
 

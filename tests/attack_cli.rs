@@ -88,11 +88,20 @@ fn check_resume_is_exact(mode: &[&str]) {
     assert_eq!(sidecar["placement"]["size"], 5, "3 % of a 32 px image");
     let png = image::open(&straight).unwrap();
     assert_eq!((png.width(), png.height()), (5, 5));
+    if mode.contains(&"targeted") {
+        let expected = if mode.contains(&"fixed") { "fixed" } else { "random" };
+        assert_eq!(sidecar["metrics"]["trained_placement"], expected, "{sidecar}");
+    }
 }
 
 #[test]
 fn targeted_training_resumes_exactly() {
     check_resume_is_exact(&["--mode", "targeted", "--target", "dog"]);
+}
+
+#[test]
+fn targeted_training_at_a_fixed_placement_resumes_exactly() {
+    check_resume_is_exact(&["--mode", "targeted", "--target", "dog", "--placement", "fixed"]);
 }
 
 #[test]
@@ -176,7 +185,10 @@ fn bad_training_inputs_get_clear_errors() {
     fail(train(&empty, &out, &["--mode", "advclip"], 2, false), "no images");
     // A checkpoint from other settings is refused, and kept.
     fail(train(&data, &out, &["--mode", "targeted", "--target", "dog"], 4, true), "other settings");
+    let fixed = ["--mode", "targeted", "--target", "cat", "--placement", "fixed"];
+    fail(train(&data, &out, &fixed, 4, true), "other settings");
     assert!(out.with_extension("ckpt").exists());
+    fail(train(&data, &out, &["--mode", "advclip", "--placement", "fixed"], 2, false), "--placement is for");
     // A patch whose PNG does not match its sidecar.
     let wrong = dir.path().join("wrong.png");
     image::RgbImage::new(9, 9).save(&wrong).unwrap();

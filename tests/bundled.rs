@@ -1,5 +1,6 @@
 //! The bundled mini CLIP, its two patches and `advclip demo` on scenes no training ever used: the numbers the README
-//! reports, pinned so that a regression fails. The preview model misses issue 4's targets (90 % / 80 %); see README.
+//! reports, pinned so that a regression fails. Issue 4's targets are 90 % top-1, 80 % on the alternate renderer (met
+//! here, 0.806, but 0.788 on 1000 other scenes; README), and 80 % targeted success.
 
 mod common;
 
@@ -59,8 +60,8 @@ fn mini_clip_classifies_unseen_scenes() {
     let (truth, predicted) = predict(Renderer::Standard, None);
     let (top1, colour) = accuracy(&truth, &predicted);
     eprintln!("mini CLIP on {SCENES} unseen scenes: top-1 {top1:.3} (chance 0.028), colour {colour:.3}");
-    // Measured 0.922 top-1 (0.881 and 0.909 on 360 and 1000 other unseen scenes, README) and colour 1.000.
-    assert!(top1 >= 0.88, "top-1 {top1}");
+    // Measured 0.950 top-1 (0.922 and 0.924 on 360 and 1000 other unseen scenes, README) and colour 1.000.
+    assert!(top1 >= 0.92, "top-1 {top1}");
     assert!(colour >= 0.95, "colour {colour}");
 }
 
@@ -69,8 +70,8 @@ fn mini_clip_on_a_renderer_it_never_saw() {
     let (truth, predicted) = predict(Renderer::Alternate, None);
     let (top1, colour) = accuracy(&truth, &predicted);
     eprintln!("mini CLIP on {SCENES} unseen scenes, alternate renderer: top-1 {top1:.3}, colour {colour:.3}");
-    // Measured 0.706 top-1.
-    assert!(top1 >= 0.65, "top-1 {top1}");
+    // Measured 0.806 top-1 (0.819 and 0.788 on 360 and 1000 other unseen scenes, README).
+    assert!(top1 >= 0.78, "top-1 {top1}");
     assert!(colour >= 0.90, "colour {colour}");
 }
 
@@ -81,9 +82,9 @@ fn the_bundled_advclip_patch_breaks_zero_shot() {
     let (top1, colour) = accuracy(&truth, &patched);
     let fooled = share(clean.iter().zip(&patched).map(|(c, p)| c != p));
     eprintln!("with the 3 % AdvCLIP patch: top-1 {top1:.3}, colour {colour:.3}, fooling rate {fooled:.3}");
-    // Measured: top-1 0.056 (from 0.922), fooling rate 0.950.
-    assert!(top1 <= 0.10, "patched top-1 {top1}");
-    assert!(fooled >= 0.90, "fooling rate {fooled}");
+    // Measured: top-1 0.072 (from 0.950), fooling rate 0.928.
+    assert!(top1 <= 0.12, "patched top-1 {top1}");
+    assert!(fooled >= 0.88, "fooling rate {fooled}");
 }
 
 #[test]
@@ -91,9 +92,9 @@ fn the_bundled_targeted_patch_pulls_toward_its_target() {
     let (_, predicted) = predict(Renderer::Standard, Some("patches/targeted-green-star.png"));
     let target = class_names().iter().position(|l| l == "green star").unwrap();
     let success = share(predicted.iter().map(|p| *p == target));
-    eprintln!("targeted success toward \"green star\" (14 % patch, bottom right): {success:.3}");
-    // Measured 0.456 (chance: 1/36, and 1/6 of the scenes are green).
-    assert!(success >= 0.38, "{success}");
+    eprintln!("targeted success toward \"green star\" (14 % patch, bottom right, trained there): {success:.3}");
+    // Measured 0.983 (chance: 1/36, and 1/6 of the scenes are green); issue 4 asks for 0.80.
+    assert!(success >= 0.90, "{success}");
 }
 
 fn colour_labels() -> Vec<String> {
@@ -112,7 +113,7 @@ fn the_bundled_advclip_patch_breaks_a_task_it_was_not_trained_for() {
     eprintln!(
         "colour naming, {SCENES} unseen scenes: clean {clean_accuracy:.3}, 3 % AdvCLIP patch {patched_accuracy:.3}, fooling rate {fooled:.3}"
     );
-    // Measured 1.000 clean, 0.167 patched, fooling rate 0.833.
+    // Measured 1.000 clean, 0.189 patched, fooling rate 0.811.
     assert!(clean_accuracy >= 0.95, "clean {clean_accuracy}");
     assert!(patched_accuracy <= 0.25, "patched {patched_accuracy}");
     assert!(fooled >= 0.75, "fooling rate {fooled}");
@@ -183,7 +184,7 @@ fn targeted_training_reaches_its_target_on_unseen_scenes() {
     eprintln!(
         "targeted \"green\" patch (12 %, 200 steps) on {SCENES} unseen scenes: success {success:.3}, clean {clean:.3}"
     );
-    // Measured 0.644; without a patch 1/6 of the scenes are green (clean accuracy 1.000).
+    // Measured 0.617; without a patch 1/6 of the scenes are green (clean accuracy 1.000).
     assert!(clean >= 0.95, "{report}");
     assert!(success >= 0.5, "{report}");
 }

@@ -6,6 +6,7 @@ mod common;
 use advclip::pretrain::{ContrastiveModel, PretrainConfig, Pretrainer, mini_clip_config, synth_batch};
 use advclip::tokenizer::Tokenizer;
 use common::*;
+use std::path::PathBuf;
 
 #[test]
 fn a_few_contrastive_steps_lower_the_loss() {
@@ -23,7 +24,7 @@ fn a_few_contrastive_steps_lower_the_loss() {
     for _ in 0..steps {
         // The same 16 scenes every step: memorising them must lower the loss quickly (fresh scenes need hundreds of
         // steps before a from-scratch CLIP leaves the chance plateau).
-        let (pixels, tokens) = synth_batch(&config, &tokenizer, 11, 0, batch, 1.0, &device).unwrap();
+        let (pixels, tokens) = synth_batch(&config, &tokenizer, 11, 0, batch, 1.0, 0.0, &device).unwrap();
         losses.push(values(trainer.step(pixels, &tokens))[0]);
     }
     let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
@@ -37,4 +38,41 @@ fn a_few_contrastive_steps_lower_the_loss() {
     assert!(bytes.len() < 10 << 20, "the mini model must stay under 10 MB in f16: {} bytes", bytes.len());
     let loaded = advclip::model::load_clip_from_bytes(bytes, Some(&config.to_hf_json()), "mini", &device).unwrap();
     assert_eq!(loaded.config(), &config);
+}
+
+/// `advclip pretrain --init` fine-tunes the given model rather than a fresh one: stopped before its first step it
+/// writes back exactly the weights it was given (the bundled model is f16, so the round trip is lossless). A
+/// resumed run must keep its --augment and --init, and a model of another shape is refused with a message.
+#[test]
+fn fine_tuning_starts_from_the_given_model_and_resumes_only_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/mini-clip");
+    let out = dir.path().join("ft");
+    let (bundled_s, out_s) = (bundled.to_str().unwrap(), out.to_str().unwrap());
+    let base = ["pretrain", "--out", out_s, "--init", bundled_s, "--steps", "3", "--batch", "4", "--lr", "1e-4"];
+    ok(advclip(&[&base[..], &["--augment", "1", "--stop-at", "0"]].concat()));
+    let scene = advclip::synth::render_scene(64, 5, 0, advclip::synth::Renderer::Standard).image;
+    let device = test_device();
+    let features = |dir: &std::path::Path| {
+        let clip = advclip::model::load_clip(dir, &device).unwrap();
+        let pixels = advclip::preprocess::preprocess(&scene, 64);
+        values(clip.image_features(advclip::embed::pixel_batch(&[pixels], 64, &device).unwrap()))
+    };
+    let (given, written) = (features(&bundled), features(&out));
+    assert_eq!(given, written, "stopped at step 0, the fine-tune must write back the initial weights");
+
+    // Two augmented steps from the checkpoint, then a resume that changes --augment is refused.
+    ok(advclip(&[&base[..], &["--augment", "1", "--stop-at", "2", "--resume"]].concat()));
+    assert_ne!(features(&out), given, "two steps changed the weights");
+    let refused = advclip(&[&base[..], &["--augment", "0.5", "--resume"]].concat());
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("other settings"));
+
+    let other = fixture("tiny");
+    let refused = advclip(&["pretrain", "--out", out_s, "--init", other.to_str().unwrap(), "--steps", "1"]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("mini CLIP of the bundled shape"), "{message}");
+    let bad_share = advclip(&[&base[..], &["--augment", "1.5"]].concat());
+    assert!(String::from_utf8_lossy(&bad_share.stderr).contains("between 0 and 1"));
 }

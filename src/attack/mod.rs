@@ -19,7 +19,7 @@ pub use losses::{
 pub use placement::{
     DEFAULT_AREA_FRACTION, Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_patch,
 };
-pub use targeted::{TargetedConfig, TargetedPatchTrainer};
+pub use targeted::{TargetedConfig, TargetedPatchTrainer, TargetedPlacement};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod defence;
 #[cfg(not(target_arch = "wasm32"))]

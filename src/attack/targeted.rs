@@ -25,6 +25,28 @@ impl PatchPixels {
     }
 }
 
+/// Where a targeted patch is trained to work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetedPlacement {
+    /// Anywhere in the image, scaled 0.8-1.2x and rotated up to 22.5 degrees (expectation over transformations):
+    /// a patch to print or to put at any spot.
+    #[default]
+    Random,
+    /// Only at the placement it is shown at, pixel for pixel: a digital patch for that one spot, far stronger
+    /// there (README: how much) and not meant to work anywhere else.
+    Fixed,
+}
+
+impl TargetedPlacement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::Fixed => "fixed",
+        }
+    }
+}
+
 /// Settings of the targeted mode.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TargetedConfig {
@@ -33,11 +55,13 @@ pub struct TargetedConfig {
     pub learning_rate: f64,
     pub beta_1: f32,
     pub beta_2: f32,
+    #[serde(default)]
+    pub placement: TargetedPlacement,
 }
 
 impl TargetedConfig {
     pub fn new(target: usize) -> Self {
-        Self { target, learning_rate: 0.05, beta_1: 0.5, beta_2: 0.999 }
+        Self { target, learning_rate: 0.05, beta_1: 0.5, beta_2: 0.999, placement: TargetedPlacement::Random }
     }
 
     /// Cosine decay from `learning_rate` to a tenth of it over `total` steps. At a constant rate the pixels keep
@@ -116,8 +140,9 @@ impl TargetedPatchTrainer {
         TargetedStep { loss: loss.detach(), predictions }
     }
 
-    /// Step `step` of a `total`-step training run (CLI and browser alike): the patch pasted by that step's seeded
-    /// draw of the expectation over transformations around `placement`'s size, at that step's learning rate.
+    /// Step `step` of a `total`-step training run (CLI and browser alike), at that step's learning rate: the patch
+    /// pasted at `placement` (`TargetedPlacement::Fixed`) or by that step's seeded draw of the expectation over
+    /// transformations around `placement`'s size (`Random`).
     pub fn training_step(
         &mut self,
         model: &Clip,
@@ -127,9 +152,14 @@ impl TargetedPatchTrainer {
         step: usize,
         total: usize,
     ) -> TargetedStep {
-        let mut rng = SeededRng::new(seed, &format!("transform {step}"));
-        let ranges = TransformRanges::around_area(placement.area_fraction());
-        let paste = Paste::Transformed(PatchTransform::sample(placement.image_size, &ranges, &mut rng));
+        let paste = match self.config.placement {
+            TargetedPlacement::Fixed => Paste::Fixed(*placement),
+            TargetedPlacement::Random => {
+                let mut rng = SeededRng::new(seed, &format!("transform {step}"));
+                let ranges = TransformRanges::around_area(placement.area_fraction());
+                Paste::Transformed(PatchTransform::sample(placement.image_size, &ranges, &mut rng))
+            }
+        };
         let learning_rate = self.config.learning_rate_at(step, total);
         self.step(model, images, &paste, learning_rate)
     }

@@ -12,7 +12,7 @@ use super::metrics::fooling_rate;
 use super::patch_file::{PatchSidecar, save_patch};
 use super::placement::PatchPlacement;
 use super::rng::SeededRng;
-use super::targeted::{TargetedConfig, TargetedPatchTrainer, initial_patch, patch_tensor};
+use super::targeted::{TargetedConfig, TargetedPatchTrainer, TargetedPlacement, initial_patch, patch_tensor};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::host::{read_f32 as read, read_i64, read_scalar as scalar};
@@ -25,8 +25,12 @@ use crate::zeroshot::ZeroShotClassifier;
 pub enum AttackMode {
     /// AdvCLIP's universal, untargeted patch from a generator.
     AdvClip,
-    /// Patch pixels optimised toward the label with this index.
-    Targeted { target: usize },
+    /// Patch pixels optimised toward the label with this index, for any spot or for its own.
+    Targeted {
+        target: usize,
+        #[serde(default)]
+        placement: TargetedPlacement,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -156,7 +160,7 @@ pub fn train_patch(
     } else {
         Some(ZeroShotClassifier::new(model, &tokenizer, &options.labels, &[options.template.clone()])?)
     };
-    if let AttackMode::Targeted { target } = options.mode {
+    if let AttackMode::Targeted { target, .. } = options.mode {
         if head.is_none() || target >= options.labels.len() {
             return Err(Error::invalid("targeted mode needs --labels and a --target among them"));
         }
@@ -179,13 +183,13 @@ pub fn train_patch(
                 AdvClipConfig { batch_size: options.batch_size, seed: options.seed, ..AdvClipConfig::default() };
             Trainer::AdvClip(Box::new(AdvClipTrainer::new(placement, config, device)?))
         }
-        AttackMode::Targeted { target } => {
+        AttackMode::Targeted { target, placement: where_to } => {
             let head = head.as_ref().expect("checked above");
             let t = TargetedPatchTrainer::new(
                 initial_patch(options.seed, placement.size, device),
                 head.label_embeddings(),
                 model.logit_scale,
-                TargetedConfig::new(target),
+                TargetedConfig { placement: where_to, ..TargetedConfig::new(target) },
             );
             Trainer::Targeted(t, target)
         }
@@ -298,6 +302,9 @@ pub fn train_patch(
         metrics.insert(key.into(), serde_json::json!(window.iter().sum::<f64>() / window.len() as f64));
     }
     metrics.insert("skipped_images".into(), serde_json::json!(state.skipped_images));
+    if let AttackMode::Targeted { placement, .. } = options.mode {
+        metrics.insert("trained_placement".into(), serde_json::json!(placement.name()));
+    }
     let sidecar = PatchSidecar {
         mode: match options.mode {
             AttackMode::AdvClip => "advclip".into(),
@@ -308,7 +315,7 @@ pub fn train_patch(
         area_fraction: placement.area_fraction(),
         placement,
         target: match options.mode {
-            AttackMode::Targeted { target } => Some(options.labels[target].clone()),
+            AttackMode::Targeted { target, .. } => Some(options.labels[target].clone()),
             AttackMode::AdvClip => None,
         },
         seed: options.seed,

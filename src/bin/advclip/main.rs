@@ -44,6 +44,12 @@ enum RendererFlag {
     Alternate,
 }
 
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum PlacementFlag {
+    Random,
+    Fixed,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ModeFlag {
     /// AdvCLIP's universal untargeted patch (generator + discriminator, embedding and topology losses)
@@ -121,6 +127,10 @@ enum Command {
         /// The label to push images toward (targeted mode)
         #[arg(long)]
         target: Option<String>,
+        /// Targeted mode: train for any spot (random: scaled, rotated, moved) or only for the patch's own
+        /// bottom-right place (fixed: a digital patch, much stronger there)
+        #[arg(long, value_enum, default_value = "random")]
+        placement: PlacementFlag,
         /// Zero-shot labels, comma-separated (default: the dataset's class folder names)
         #[arg(long)]
         labels: Option<String>,
@@ -249,6 +259,12 @@ enum Command {
         /// Continue from OUT/pretrain.ckpt
         #[arg(long)]
         resume: bool,
+        /// Fine-tune this mini CLIP (a folder written by pretrain) instead of starting from random weights
+        #[arg(long, value_name = "DIR")]
+        init: Option<PathBuf>,
+        /// Share of training scenes drawn with random shape distortions (stretch, shear, rounded corners, jitter)
+        #[arg(long, default_value_t = 0.0, value_parser = share_in_unit_interval)]
+        augment: f32,
     },
     /// Copy a CLIP checkpoint with its float tensors stored as f16 (half the size; loads as f32)
     Convert {
@@ -308,6 +324,7 @@ fn run(cli: Cli) -> Result<()> {
             data,
             mode,
             target,
+            placement,
             labels,
             template,
             steps,
@@ -323,6 +340,9 @@ fn run(cli: Cli) -> Result<()> {
             let dataset = Dataset::open(&data)?;
             let labels = resolve_labels(labels.as_deref(), &dataset)?;
             let mode = match (mode, target) {
+                (ModeFlag::Advclip, _) if placement == PlacementFlag::Fixed => {
+                    bail!("--placement is for --mode targeted (an AdvCLIP patch is always trained at its place)")
+                }
                 (ModeFlag::Advclip, None) => AttackMode::AdvClip,
                 (ModeFlag::Advclip, Some(_)) => bail!("--target is for --mode targeted"),
                 (ModeFlag::Targeted, None) => bail!("--mode targeted needs --target LABEL"),
@@ -331,7 +351,11 @@ fn run(cli: Cli) -> Result<()> {
                         .iter()
                         .position(|l| *l == t)
                         .with_context(|| format!("--target \"{t}\" is not one of the labels: {}", labels.join(", ")))?;
-                    AttackMode::Targeted { target }
+                    let placement = match placement {
+                        PlacementFlag::Random => advclip::attack::TargetedPlacement::Random,
+                        PlacementFlag::Fixed => advclip::attack::TargetedPlacement::Fixed,
+                    };
+                    AttackMode::Targeted { target, placement }
                 }
             };
             let per_epoch = (dataset.len() / model.batch.max(1)).max(1);
@@ -385,6 +409,8 @@ fn run(cli: Cli) -> Result<()> {
             curriculum,
             stop_at,
             resume,
+            init,
+            augment,
         } => {
             let device = device(flag)?.autodiff();
             let config = advclip::pretrain::PretrainConfig {
@@ -392,10 +418,11 @@ fn run(cli: Cli) -> Result<()> {
                 learning_rate: lr,
                 steps,
                 curriculum_steps: curriculum,
+                augmented_share: augment,
                 ..Default::default()
             };
             let options =
-                advclip::pretrain::PretrainOptions { out: out.clone(), config, seed, checkpoint_every, stop_at };
+                advclip::pretrain::PretrainOptions { out: out.clone(), config, seed, checkpoint_every, stop_at, init };
             let bar = progress_bar(steps, "steps");
             let started = std::time::Instant::now();
             let mut recent = Vec::new();
@@ -426,6 +453,14 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// `--augment`: a share of scenes, 0 to 1.
+fn share_in_unit_interval(text: &str) -> std::result::Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("expected a share between 0 and 1, got {text:?}")),
     }
 }
 
