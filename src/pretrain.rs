@@ -47,15 +47,13 @@ const MAX_LOGIT_SCALE: f64 = 4.605_170_2;
 
 impl ContrastiveModel {
     pub fn new(config: &ClipConfig, device: &Device) -> Self {
-        let clip = Clip::new(config, device);
-        let log_scale = clip.logit_scale;
-        Self::from_clip(clip, log_scale, device)
+        Self::from_clip(Clip::new(config, device), device)
     }
 
-    /// Continues training a CLIP (for fine-tuning); `log_scale` is its logit scale as CLIP stores it, the ln of
-    /// the factor on the cosines.
-    pub fn from_clip(clip: Clip, log_scale: f32, device: &Device) -> Self {
-        Self { clip, logit_scale: Param::from_tensor(Tensor::from_floats([log_scale], device)) }
+    /// Continues training a CLIP (for fine-tuning), its stored logit scale becoming the trainable temperature.
+    pub fn from_clip(clip: Clip, device: &Device) -> Self {
+        let logit_scale = Param::from_tensor(Tensor::from_floats([clip.logit_scale], device));
+        Self { clip, logit_scale }
     }
 
     /// The symmetric cross-entropy of CLIP: each image against every caption of the batch and vice versa. [1].
@@ -222,7 +220,7 @@ pub fn synth_batch(
         let mut rng = crate::attack::rng::SeededRng::new(seed, &format!("text {}", first_index + i));
         let free_caption = rng.uniform() < 0.5;
         let difficulty = if rng.uniform() < 0.5 { difficulty_cap } else { difficulty_cap * rng.uniform() as f32 };
-        let renderer = if augmented_share > 0.0 && (rng.uniform() as f32) < augmented_share {
+        let renderer = if (rng.uniform() as f32) < augmented_share {
             crate::synth::Renderer::Augmented
         } else {
             crate::synth::Renderer::Standard
@@ -263,8 +261,7 @@ pub fn pretrain_on_synth(
                     path.display()
                 )));
             }
-            let log_scale = clip.logit_scale;
-            ContrastiveModel::from_clip(clip, log_scale, device)
+            ContrastiveModel::from_clip(clip, device)
         }
     };
     let mut trainer = Pretrainer::new(model, options.config.clone());

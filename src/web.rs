@@ -575,17 +575,18 @@ async fn trained_patch(model: &Clip, training: &Training) -> JsResult<LoadedPatc
 fn training_sidecar(model: &Clip, training: &Training) -> PatchSidecar {
     let window = &training.rates[training.rates.len().saturating_sub(10)..];
     let rate = window.iter().sum::<f64>() / window.len().max(1) as f64;
-    let (mode, key, target) = match &training.trainer {
-        PatchTrainer::AdvClip(_) => ("advclip", "train_fooling_rate", None),
-        PatchTrainer::Targeted(_, t) => {
-            ("targeted", "train_targeted_success_rate", Some(training.head.labels()[*t].clone()))
+    let mut metrics = serde_json::json!({ "loss": training.last_loss, "trained_in": "browser" });
+    let (mode, target) = match &training.trainer {
+        PatchTrainer::AdvClip(_) => {
+            metrics["train_fooling_rate"] = serde_json::json!(rate);
+            ("advclip", None)
+        }
+        PatchTrainer::Targeted(trainer, t) => {
+            metrics["train_targeted_success_rate"] = serde_json::json!(rate);
+            metrics["trained_placement"] = serde_json::json!(trainer.placement().name());
+            ("targeted", Some(training.head.labels()[*t].clone()))
         }
     };
-    let mut metrics = serde_json::json!({ key: rate, "loss": training.last_loss, "trained_in": "browser" });
-    if target.is_some() {
-        // The browser trains targeted patches for any spot (expectation over transformations).
-        metrics["trained_placement"] = serde_json::json!(crate::attack::TargetedPlacement::Random.name());
-    }
     PatchSidecar {
         mode: mode.into(),
         model: model.id(),

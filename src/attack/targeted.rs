@@ -113,6 +113,11 @@ impl TargetedPatchTrainer {
         self.patch.pixels.val().detach()
     }
 
+    /// Where this patch is trained to work (recorded in its sidecar).
+    pub fn placement(&self) -> TargetedPlacement {
+        self.config.placement
+    }
+
     /// Zero-shot logits of `images` (in [0, 1]) wearing the current patch pasted by `paste`, [B, labels].
     pub fn patched_logits(&self, model: &Clip, images: Tensor<4>, paste: &Paste) -> Tensor<2> {
         let patched = paste.apply(images, self.patch.pixels.val());

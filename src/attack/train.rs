@@ -302,8 +302,8 @@ pub fn train_patch(
         metrics.insert(key.into(), serde_json::json!(window.iter().sum::<f64>() / window.len() as f64));
     }
     metrics.insert("skipped_images".into(), serde_json::json!(state.skipped_images));
-    if let AttackMode::Targeted { placement, .. } = options.mode {
-        metrics.insert("trained_placement".into(), serde_json::json!(placement.name()));
+    if let Trainer::Targeted(t, _) = &trainer {
+        metrics.insert("trained_placement".into(), serde_json::json!(t.placement().name()));
     }
     let sidecar = PatchSidecar {
         mode: match options.mode {
