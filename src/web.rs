@@ -13,7 +13,7 @@ use crate::attack::advclip::{AdvClipConfig, AdvClipTrainer};
 use crate::attack::metrics::fooling_rate;
 use crate::attack::patch_file::{PatchSidecar, decode_patch, encode_patch_png};
 use crate::attack::placement::{PatchPlacement, normalize_pixels, paste_on_image};
-use crate::attack::targeted::{TargetedConfig, TargetedPatchTrainer, initial_patch, patch_tensor};
+use crate::attack::targeted::{TargetedConfig, TargetedPatchTrainer, TargetedPlacement, initial_patch, patch_tensor};
 use crate::model::{Clip, l2_normalize};
 use crate::tokenizer::Tokenizer;
 use crate::zeroshot::{ZeroShotClassifier, argmax};
@@ -91,6 +91,9 @@ struct TrainRequest {
     batch: usize,
     #[serde(default)]
     seed: u64,
+    /// Targeted mode only: "random" (any spot, scaled and rotated: for print) or "fixed" (only where it is shown).
+    #[serde(default)]
+    placement: Option<String>,
 }
 
 fn default_area() -> f64 {
@@ -308,7 +311,8 @@ impl Session {
     }
 
     /// Prepares a training run on `images` (encoded files; cycled through in batches). `options` is
-    /// `{ mode: "advclip" | "targeted", target?, steps, area = 0.03, batch = 8, seed = 0 }`.
+    /// `{ mode: "advclip" | "targeted", target?, steps, area = 0.03, batch = 8, seed = 0, placement = "random" }`,
+    /// `placement: "fixed"` (targeted only) training the patch for the spot it is shown at.
     #[wasm_bindgen(js_name = startTraining)]
     pub fn start_training(
         &mut self,
@@ -343,6 +347,16 @@ impl Session {
             return Err(js_error("add at least one image to train on"));
         }
         let placement = PatchPlacement::advclip(size, request.area).map_err(js_error)?;
+        let where_to = match (request.mode.as_str(), request.placement.as_deref()) {
+            (_, None | Some("random")) => TargetedPlacement::Random,
+            ("targeted", Some("fixed")) => TargetedPlacement::Fixed,
+            (_, Some("fixed")) => {
+                return Err(js_error(
+                    "placement is for targeted training (an AdvCLIP patch is always trained at its place)",
+                ));
+            }
+            (_, Some(other)) => return Err(js_error(format!("unknown placement \"{other}\"; use random or fixed"))),
+        };
         let trainer = match request.mode.as_str() {
             "advclip" => {
                 let config =
@@ -362,7 +376,7 @@ impl Session {
                         initial_patch(request.seed, placement.size, &self.device),
                         head.label_embeddings(),
                         model.logit_scale,
-                        TargetedConfig::new(target),
+                        TargetedConfig { placement: where_to, ..TargetedConfig::new(target) },
                     ),
                     target,
                 )
@@ -450,7 +464,8 @@ impl Session {
         Ok(out.into())
     }
 
-    /// What the active patch is: `{ mode, size, imageSize, target, top, left, areaFraction, model }`.
+    /// What the active patch is: `{ mode, size, imageSize, target, top, left, areaFraction, model,
+    /// trainedPlacement }` (`trainedPlacement`: a targeted patch's "random" or "fixed", from its sidecar).
     #[wasm_bindgen(js_name = patchInfo)]
     pub fn patch_info(&self) -> JsResult<JsValue> {
         let patch = self.patch.as_ref().ok_or_else(|| js_error("no patch is loaded"))?;
@@ -465,6 +480,7 @@ impl Session {
             left: usize,
             area_fraction: f64,
             model: &'a str,
+            trained_placement: Option<&'a str>,
         }
         let s = &patch.sidecar;
         to_js(&Info {
@@ -476,6 +492,7 @@ impl Session {
             left: s.placement.left,
             area_fraction: s.area_fraction,
             model: &s.model,
+            trained_placement: s.metrics.get("trained_placement").and_then(|v| v.as_str()),
         })
     }
 }

@@ -385,6 +385,12 @@ async function reapplyPatch() {
   }
 }
 
+// What a targeted patch's training placement means for where it works (sidecar metrics.trained_placement).
+const PLACEMENT_NOTE = new Map([
+  ['fixed', ', trained for this spot only: moved elsewhere it is much weaker'],
+  ['random', ', trained for any spot, scaled and rotated'],
+]);
+
 function setPatch(p) {
   if (state.patch?.url) URL.revokeObjectURL(state.patch.url);
   state.patch = p;
@@ -393,7 +399,7 @@ function setPatch(p) {
   if (!p) $('patch-toggle').checked = false;
   const i = p?.info;
   $('patch-info').textContent = i
-    ? `${i.mode} patch, ${i.size}×${i.size} px on a ${i.imageSize} px input (${pct(i.areaFraction)} of the image)${i.target ? `, target “${i.target}”` : ''}`
+    ? `${i.mode} patch, ${i.size}×${i.size} px on a ${i.imageSize} px input (${pct(i.areaFraction)} of the image)${i.target ? `, target “${i.target}”` : ''}${PLACEMENT_NOTE.get(i.trainedPlacement) ?? ''}`
     : '';
   for (const id of ['download-png', 'download-json', 'print-sheet']) $(id).disabled = !p;
   $('placement-box').hidden = !p;
@@ -578,7 +584,13 @@ async function train() {
     batch: Number($('train-batch').value),
     seed: Number($('train-seed').value),
   };
-  if (options.mode === 'targeted') options.target = $('train-target').value.trim();
+  // The step report's rate is the batch's share fooled (AdvCLIP) or sent to the target (targeted).
+  const rateName = options.mode === 'targeted' ? 'on target' : 'fooling rate';
+  $('rate-key').textContent = rateName;
+  if (options.mode === 'targeted') {
+    options.target = $('train-target').value.trim();
+    options.placement = $('train-placement').value;
+  }
   for (const key of ['steps', 'batch', 'seed']) {
     if (!Number.isInteger(options[key]) || options[key] < (key === 'seed' ? 0 : 1)) return showAlert(`training: ${key} must be a whole number`);
   }
@@ -606,7 +618,7 @@ async function train() {
       drawPlot($('train-plot'), run.points, last.steps);
       $('train-plot').setAttribute('aria-label', `Training curves: ${run.points.length} steps, loss ${Number(last.loss).toFixed(3)}`);
       $('train-progress').value = last.step / last.steps;
-      const rate = last.foolingRate == null ? '' : `, fooling rate ${pct(last.foolingRate)}`;
+      const rate = last.foolingRate == null ? '' : `, ${rateName} ${pct(last.foolingRate)}`;
       $('train-text').textContent = `step ${last.step} of ${last.steps}: loss ${Number(last.loss).toFixed(4)}${rate}`;
       setText(`training… step ${last.step} of ${last.steps}`);
       setMetrics({ msPerStep: ms / run.points.length });
@@ -631,7 +643,7 @@ async function train() {
   await classifyItems(state.images.slice());
   if (trained) {
     // Set last, so that "training done" in the status means the results already wear the new patch.
-    const rate = last?.foolingRate == null ? '' : `, fooling rate ${pct(last.foolingRate)}`;
+    const rate = last?.foolingRate == null ? '' : `, ${rateName} ${pct(last.foolingRate)}`;
     state.note = `training ${last?.done ? 'done' : 'stopped'}: ${last?.step ?? 0} of ${options.steps} steps${rate}`;
     refreshStatus();
   }
@@ -777,6 +789,7 @@ function setup() {
   $('train-mode').addEventListener('change', () => {
     const targeted = $('train-mode').value === 'targeted';
     $('train-target').disabled = !targeted;
+    $('train-placement').disabled = !targeted;
   });
   $('train-button').addEventListener('click', train);
   $('stop-button').addEventListener('click', () => state.training && (state.training.stop = true));

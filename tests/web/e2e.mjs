@@ -22,9 +22,9 @@ const TIMEOUT = Number(process.env.ADVCLIP_E2E_TIMEOUT_MS) || 300_000;
 // run training steps on WebGPU).
 const TRAIN_BACKENDS = (process.env.ADVCLIP_E2E_TRAIN_BACKENDS || 'webgpu,cpu').split(',').map((s) => s.trim());
 const BACKENDS = (process.env.ADVCLIP_E2E_BACKENDS || 'webgpu,cpu').split(',').map((s) => s.trim()).filter(Boolean);
-// Thresholds from the bundled model's measured numbers on unseen scenes (README): the mini CLIP gets 92-95 %
-// top-1 (chance 2.8 %), and the bundled AdvCLIP patch changes 91-93 % of its predictions
-// (on the 24 scenes of seed 1000555 that scripts/test-web uses: 20/24 right, 23/24 changed, on both backends).
+// Thresholds from the bundled model's measured numbers on unseen scenes (README): the mini CLIP gets 93-96 %
+// top-1 (chance 2.8 %), and the bundled AdvCLIP patch changes 89-92 % of its predictions
+// (on the 24 scenes of seed 1000555 that scripts/test-web uses: 20/24 right, 21/24 changed, on both backends).
 const MIN_ACCURACY = Number(process.env.ADVCLIP_E2E_MIN_ACCURACY ?? 0.7);
 const MIN_FOOLED = Number(process.env.ADVCLIP_E2E_MIN_FOOLED ?? 0.8);
 // The independent reference: top labels the native CLI computed for the same files, clean and wearing the bundled
@@ -143,6 +143,20 @@ async function runBackend(browser, backend) {
       check(info.trainPoints >= 2, backend, `training plotted ${info.trainPoints} points`);
       info.msPerStep = Number(await metrics.getAttribute('data-ms-per-step'));
       await settledResults(page, files.length, 'results with the trained patch');
+
+      // One targeted step trained for the patch's own spot: the page passes the placement through, and the trained
+      // patch's sidecar (read back by the wasm side) says so.
+      await page.selectOption('[data-testid=train-mode]', 'targeted');
+      await page.selectOption('[data-testid=train-placement]', 'fixed');
+      await page.fill('[data-testid=train-steps]', '1');
+      await page.click('[data-testid=train-button]');
+      await waitFor(page, 'a one-step targeted patch trained for its spot', () =>
+        /this spot only/.test(document.querySelector('[data-testid=patch-info]').textContent));
+      const described = await page.textContent('[data-testid=patch-info]');
+      check(/^targeted patch.*target “green star”, trained for this spot only/.test(described), backend,
+        `a targeted patch trained with placement "fixed" is described as such ("${described}")`);
+      await page.selectOption('[data-testid=train-mode]', 'advclip');
+      await settledResults(page, files.length, 'results with the targeted patch');
     }
     const shot = path.join(outDir, `page-${backend}.png`);
     await page.screenshot({ path: shot, fullPage: true });
