@@ -573,9 +573,9 @@ fn outline(shape: usize, renderer: Renderer, rng: &mut SeededRng) -> Option<Vec<
 }
 
 /// Training-time shape augmentation (`Renderer::Augmented`): with even odds the corners are cut (one round of
-/// Chaikin's scheme, 5-20 % of each edge from each end), then a random stretch of 0.8-1.25x along a random axis and a shear of up to 0.15,
-/// then a smooth radial jitter (random offsets of up to 0-4 % at 5-11 angles, cosine-interpolated). Each step maps
-/// a simple outline to a simple outline, so the signed distance stays valid.
+/// Chaikin's scheme, 5-20 % of each edge from each end), then a random stretch of 0.8-1.25x along a random axis and
+/// a shear of up to 0.15, then a smooth radial jitter (random offsets of up to 0-4 % at 5-11 angles,
+/// cosine-interpolated). Each step maps a simple outline to a simple outline, so the signed distance stays valid.
 fn distort(mut points: Vec<Point>, rng: &mut SeededRng) -> Vec<Point> {
     if uniform(rng) < 0.5 {
         let cut = between(rng, 0.05, 0.2);

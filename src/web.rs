@@ -93,7 +93,7 @@ struct TrainRequest {
     seed: u64,
     /// Targeted mode only: "random" (any spot, scaled and rotated: for print) or "fixed" (only where it is shown).
     #[serde(default)]
-    placement: Option<String>,
+    placement: TargetedPlacement,
 }
 
 fn default_area() -> f64 {
@@ -347,16 +347,11 @@ impl Session {
             return Err(js_error("add at least one image to train on"));
         }
         let placement = PatchPlacement::advclip(size, request.area).map_err(js_error)?;
-        let where_to = match (request.mode.as_str(), request.placement.as_deref()) {
-            (_, None | Some("random")) => TargetedPlacement::Random,
-            ("targeted", Some("fixed")) => TargetedPlacement::Fixed,
-            (_, Some("fixed")) => {
-                return Err(js_error(
-                    "placement is for targeted training (an AdvCLIP patch is always trained at its place)",
-                ));
-            }
-            (_, Some(other)) => return Err(js_error(format!("unknown placement \"{other}\"; use random or fixed"))),
-        };
+        if request.mode != "targeted" && request.placement == TargetedPlacement::Fixed {
+            return Err(js_error(
+                "placement is for targeted training (an AdvCLIP patch is always trained at its place)",
+            ));
+        }
         let trainer = match request.mode.as_str() {
             "advclip" => {
                 let config =
@@ -376,7 +371,7 @@ impl Session {
                         initial_patch(request.seed, placement.size, &self.device),
                         head.label_embeddings(),
                         model.logit_scale,
-                        TargetedConfig { placement: where_to, ..TargetedConfig::new(target) },
+                        TargetedConfig { placement: request.placement, ..TargetedConfig::new(target) },
                     ),
                     target,
                 )
@@ -600,7 +595,7 @@ fn training_sidecar(model: &Clip, training: &Training) -> PatchSidecar {
         }
         PatchTrainer::Targeted(trainer, t) => {
             metrics["train_targeted_success_rate"] = serde_json::json!(rate);
-            metrics["trained_placement"] = serde_json::json!(trainer.placement().name());
+            metrics["trained_placement"] = serde_json::json!(trainer.placement());
             ("targeted", Some(training.head.labels()[*t].clone()))
         }
     };

@@ -38,15 +38,6 @@ pub enum TargetedPlacement {
     Fixed,
 }
 
-impl TargetedPlacement {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Random => "random",
-            Self::Fixed => "fixed",
-        }
-    }
-}
-
 /// Settings of the targeted mode.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TargetedConfig {

@@ -303,7 +303,7 @@ pub fn train_patch(
     }
     metrics.insert("skipped_images".into(), serde_json::json!(state.skipped_images));
     if let Trainer::Targeted(t, _) = &trainer {
-        metrics.insert("trained_placement".into(), serde_json::json!(t.placement().name()));
+        metrics.insert("trained_placement".into(), serde_json::json!(t.placement()));
     }
     let sidecar = PatchSidecar {
         mode: match options.mode {

@@ -262,7 +262,7 @@ enum Command {
         /// Fine-tune this mini CLIP (a folder written by pretrain) instead of starting from random weights
         #[arg(long, value_name = "DIR")]
         init: Option<PathBuf>,
-        /// Share of training scenes drawn with random shape distortions (stretch, shear, rounded corners, jitter)
+        /// Share of training scenes drawn with random shape distortions (corners cut, stretch, shear, jitter)
         #[arg(long, default_value_t = 0.0, value_parser = share_in_unit_interval)]
         augment: f32,
     },
