@@ -37,7 +37,7 @@ impl Item {
     pub fn load(&self) -> Result<RgbImage> {
         match &self.pixels {
             Pixels::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+                let bytes = crate::read_regular_file(path, MAX_IMAGE_FILE_BYTES)?;
                 crate::preprocess::decode_image(&bytes, &path.display().to_string())
             }
             Pixels::Cifar { file, index } => {
@@ -58,6 +58,10 @@ impl Item {
 }
 
 const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+/// Image files above this are skipped as unreadable, before any byte is read (README: limits).
+pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
+/// Caption lists above this are refused.
+const MAX_LIST_BYTES: u64 = 1 << 30;
 const CIFAR_CLASSES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "bmp"];
@@ -70,7 +74,8 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Opens `path`: a folder of class folders (ImageFolder; a `captions.jsonl` inside adds captions), a `.jsonl` or
+    /// Opens `path`: a folder of class folders (ImageFolder; a `captions.jsonl` inside adds captions) or of unlabelled
+    /// images, a `.jsonl` or
     /// `.csv` list of `path,caption`, a CIFAR-10 `.bin` batch, or a folder of CIFAR-10 batches.
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display();
@@ -122,10 +127,18 @@ impl Dataset {
             }
         }
         if class_names.is_empty() {
-            return Err(Error::invalid(format!(
-                "{}: no class folders (an ImageFolder dataset has one folder per class)",
-                root.display()
-            )));
+            // A plain folder of images: unlabelled, in file-name order (the browser's uploads, on the command line).
+            items = sorted_entries(root)?
+                .into_iter()
+                .filter(|p| p.is_file() && has_image_extension(p))
+                .map(|file| Item { pixels: Pixels::File(file), label: None, caption: None })
+                .collect();
+            if items.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{}: no class folders and no images (an ImageFolder dataset has one folder per class)",
+                    root.display()
+                )));
+            }
         }
         let captions = root.join("captions.jsonl");
         if captions.exists() {
@@ -144,7 +157,8 @@ impl Dataset {
     }
 
     fn caption_list(file: &Path, format: Format) -> Result<Self> {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file.display(), e))?;
+        let text = String::from_utf8(crate::read_regular_file(file, MAX_LIST_BYTES)?)
+            .map_err(|_| Error::invalid(format!("{}: not UTF-8 text", file.display())))?;
         let base = file.parent().unwrap_or(Path::new("."));
         let mut items = Vec::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

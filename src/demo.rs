@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::Clip;
-use crate::synth::{Renderer, class_names, render_scene};
+use crate::shapes::{Renderer, class_names, render_scene};
 use crate::tokenizer::Tokenizer;
 use crate::zeroshot::{DEFAULT_TEMPLATE, ZeroShotClassifier, predictions};
 
@@ -82,19 +82,59 @@ pub fn run_demo(
     })
 }
 
-/// A picture of the result: one row per scene, clean on the left and patched on the right, scaled up.
-pub fn side_by_side(clean: &[RgbImage], patched: &[RgbImage], scale: u32) -> RgbImage {
-    let (w, h) = clean.first().map_or((1, 1), |i| i.dimensions());
-    let (cw, ch) = (w * scale, h * scale);
-    let gap = 4;
-    let mut canvas =
-        RgbImage::from_pixel(2 * cw + 3 * gap, clean.len() as u32 * (ch + gap) + gap, image::Rgb([255, 255, 255]));
-    for (row, (c, p)) in clean.iter().zip(patched).enumerate() {
-        let y = gap + row as u32 * (ch + gap);
-        for (col, img) in [c, p].into_iter().enumerate() {
-            let big = image::imageops::resize(img, cw, ch, image::imageops::FilterType::Nearest);
-            image::imageops::replace(&mut canvas, &big, (gap + col as u32 * (cw + gap)) as i64, y as i64);
+/// The result as one picture for a projector: a grid of scenes, each the clean image beside the patched one, scaled
+/// up to `image_px`, captioned with the truth, the clean top label with its probability and the patched top label
+/// with its own (red when the patch changed it). `columns` scenes a row.
+pub fn captioned_grid(result: &DemoResult, columns: usize, image_px: u32) -> RgbImage {
+    const TEXT_SCALE: u32 = 3; // 8 px glyphs drawn 24 px tall
+    const LINE: u32 = 8 * TEXT_SCALE + 8;
+    let gap = 16;
+    let cell_w = 2 * image_px + gap;
+    let cell_h = image_px + 3 * LINE + gap;
+    let columns = columns.clamp(1, result.rows.len().max(1)) as u32;
+    let rows = (result.rows.len() as u32).div_ceil(columns).max(1);
+    let white = image::Rgb([255, 255, 255]);
+    let mut canvas = RgbImage::from_pixel(columns * (cell_w + 2 * gap) + gap, rows * (cell_h + gap) + gap, white);
+    for (i, row) in result.rows.iter().enumerate() {
+        let (x, y) = (gap + (i as u32 % columns) * (cell_w + 2 * gap), gap + (i as u32 / columns) * (cell_h + gap));
+        for (k, img) in [&result.clean[i], &result.patched[i]].into_iter().enumerate() {
+            let big = image::imageops::resize(img, image_px, image_px, image::imageops::FilterType::Nearest);
+            image::imageops::replace(&mut canvas, &big, (x + k as u32 * (image_px + gap)) as i64, y as i64);
+        }
+        let black = image::Rgb([20, 20, 20]);
+        let flipped = if row.patched_top != row.clean_top { image::Rgb([200, 0, 0]) } else { black };
+        let lines = [
+            (format!("truth   {}", row.truth), black),
+            (format!("clean   {} {:.2}", row.clean_top, row.clean_prob), black),
+            (format!("patched {} {:.2}", row.patched_top, row.patched_prob), flipped),
+        ];
+        for (n, (text, colour)) in lines.iter().enumerate() {
+            draw_text(&mut canvas, text, x, y + image_px + 6 + n as u32 * LINE, TEXT_SCALE, *colour);
         }
     }
     canvas
+}
+
+/// Draws `text` with the 8x8 bitmap font at `scale`, clipped to the canvas; characters the font lacks become '?'.
+fn draw_text(canvas: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32, colour: image::Rgb<u8>) {
+    use font8x8::UnicodeFonts;
+    for (i, c) in text.chars().enumerate() {
+        let glyph = font8x8::BASIC_FONTS.get(c).or_else(|| font8x8::BASIC_FONTS.get('?')).unwrap_or([0; 8]);
+        let left = x + i as u32 * 8 * scale;
+        for (gy, bits) in glyph.iter().enumerate() {
+            for gx in 0..8 {
+                if bits & (1 << gx) == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let (px, py) = (left + gx * scale + dx, y + gy as u32 * scale + dy);
+                        if px < canvas.width() && py < canvas.height() {
+                            canvas.put_pixel(px, py, colour);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

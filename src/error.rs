@@ -17,13 +17,15 @@ pub enum Error {
     /// Anything else the caller gave that we cannot use (labels, templates, texts, shapes).
     #[error("{0}")]
     InvalidInput(String),
+    /// Something went wrong inside advclip or its backend (a tensor read, a checkpoint that cannot be encoded): not
+    /// the caller's input, so the message says what advclip was doing.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A file that cannot be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// (The cause is part of the message and deliberately not a `source()`: error chains printed with their sources,
+    /// as the CLI's are, would otherwise say it twice.)
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
 }
 
 impl Error {
@@ -36,8 +38,11 @@ impl Error {
     pub fn invalid(message: impl fmt::Display) -> Self {
         Error::InvalidInput(message.to_string())
     }
+    pub fn internal(message: impl fmt::Display) -> Self {
+        Error::Internal(message.to_string())
+    }
     pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_string(), source }
+        Error::Io { path: path.to_string(), cause: source }
     }
 }
 

@@ -30,6 +30,10 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
         }
         None => return Err(Error::image(name, "not a PNG, JPEG or WebP image")),
     }
+    if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        // The JPEG decoder fills a cut-off scan with grey and says nothing; Pillow refuses such a file, and so do we.
+        return Err(Error::image(name, "truncated JPEG: the image data ends before its end-of-image marker"));
+    }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
@@ -43,6 +47,14 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
     }
     let image = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(name, e))?;
     Ok(to_rgb_like_pil(image))
+}
+
+/// Whether a JPEG's last scan is followed by its end-of-image marker (FF D9). Inside entropy-coded data a 0xFF byte
+/// is always followed by 0x00 or a restart marker, so an FF D9 after the last start-of-scan (FF DA) is the real end,
+/// not an embedded thumbnail's, which comes earlier.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let Some(last_scan) = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) else { return false };
+    bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn check_size(width: u32, height: u32, name: &str) -> Result<()> {
@@ -332,6 +344,14 @@ pub fn normalize(img: &RgbImage) -> Vec<f32> {
 }
 
 /// The inverse of `to_unit_chw`: CHW values in [0, 1] (clamped, rounded) back to an 8-bit RGB image.
+/// PNG bytes of an image (the one encoder every writer of images uses); `name` names it in errors.
+pub fn encode_png(img: &RgbImage, name: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| Error::image(name, format!("encoding PNG: {e}")))?;
+    Ok(bytes)
+}
+
 pub fn unit_chw_to_image(chw: &[f32], width: u32, height: u32) -> RgbImage {
     let plane = (width * height) as usize;
     RgbImage::from_fn(width, height, |x, y| {

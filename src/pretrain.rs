@@ -109,7 +109,7 @@ impl Default for PretrainConfig {
 }
 
 impl PretrainConfig {
-    /// The hardest scene difficulty (see `synth::render_scene_at`) drawn at `step`: a linear ramp from 0 to 1 over
+    /// The hardest scene difficulty (see `shapes::render_scene_at`) drawn at `step`: a linear ramp from 0 to 1 over
     /// the curriculum. A from-scratch ViT on the full world learns colour at once but stays near chance on shape
     /// for thousands of steps; easy scenes (large, filled, plain) give shape a head start (README: how much).
     pub fn difficulty_cap(&self, step: usize) -> f32 {
@@ -149,21 +149,6 @@ impl Pretrainer {
         self.model = self.optimizer.step(lr, self.model.clone(), grads);
         self.step += 1;
         loss.detach()
-    }
-
-    pub fn optimizer_bytes(&self) -> Result<Vec<u8>> {
-        self.optimizer
-            .into_bytes()
-            .map(|b| b.to_vec())
-            .map_err(|e| crate::Error::invalid(format!("saving optimizer state: {e:?}")))
-    }
-
-    pub fn restore_optimizer(&mut self, bytes: Vec<u8>) -> Result<()> {
-        let optimizer = std::mem::replace(&mut self.optimizer, AdamWConfig::new().init());
-        self.optimizer = optimizer
-            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| crate::Error::invalid(format!("checkpoint optimizer state is unreadable: {e:?}")))?;
-        Ok(())
     }
 }
 
@@ -217,15 +202,15 @@ pub fn synth_batch(
     let mut pixels = Vec::with_capacity(batch);
     let mut texts = Vec::with_capacity(batch);
     for i in 0..batch as u64 {
-        let mut rng = crate::attack::rng::SeededRng::new(seed, &format!("text {}", first_index + i));
+        let mut rng = crate::rng::SeededRng::new(seed, &format!("text {}", first_index + i));
         let free_caption = rng.uniform() < 0.5;
         let difficulty = if rng.uniform() < 0.5 { difficulty_cap } else { difficulty_cap * rng.uniform() as f32 };
         let renderer = if (rng.uniform() as f32) < augmented_share {
-            crate::synth::Renderer::Augmented
+            crate::shapes::Renderer::Augmented
         } else {
-            crate::synth::Renderer::Standard
+            crate::shapes::Renderer::Standard
         };
-        let scene = crate::synth::render_scene_at(size as u32, seed, first_index + i, renderer, difficulty);
+        let scene = crate::shapes::render_scene_at(size as u32, seed, first_index + i, renderer, difficulty);
         pixels.push(crate::preprocess::preprocess(&scene.image, size as u32));
         texts.push(if free_caption {
             scene.caption
@@ -248,7 +233,6 @@ pub fn pretrain_on_synth(
     resume: bool,
     mut on_step: impl FnMut(usize, f32, f32),
 ) -> Result<Clip> {
-    use burn::store::{BurnpackStore, ModuleSnapshot};
     let config = mini_clip_config();
     device.seed(options.seed);
     let model = match &options.init {
@@ -278,24 +262,15 @@ pub fn pretrain_on_synth(
         init: options.init.clone(),
     };
     if resume && ckpt.exists() {
-        let (saved, blobs) = crate::attack::checkpoint::read(&ckpt)?;
-        let saved: PretrainState =
-            serde_json::from_str(&saved).map_err(|e| crate::Error::invalid(format!("{}: {e}", ckpt.display())))?;
+        let (saved, mut blobs) = crate::checkpoint::read::<PretrainState>(&ckpt)?;
         if saved != state(saved.step) {
             return Err(crate::Error::invalid(format!(
                 "{}: the checkpoint is from a run with other settings (seed, batch, steps, curriculum, augment or init)",
                 ckpt.display()
             )));
         }
-        let blob = |n: &str| {
-            blobs
-                .get(n)
-                .cloned()
-                .ok_or_else(|| crate::Error::invalid(format!("{}: checkpoint lacks {n}", ckpt.display())))
-        };
-        let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(blob("model")?)));
-        trainer.model.load_from(&mut store).map_err(|e| crate::Error::invalid(format!("{}: {e}", ckpt.display())))?;
-        trainer.restore_optimizer(blob("optimizer")?)?;
+        crate::checkpoint::load_module(&mut trainer.model, blobs.take("model")?, "model")?;
+        crate::checkpoint::restore_optimizer(&mut trainer.optimizer, blobs.take("optimizer")?, "optimizer")?;
         trainer.step = saved.step;
     }
     let batch = options.config.batch_size;
@@ -309,19 +284,11 @@ pub fn pretrain_on_synth(
         let scale = crate::host::read_scalar(trainer.model.logit_scale.val())?;
         on_step(trainer.step, crate::host::read_scalar(loss)?, scale);
         if trainer.step % options.checkpoint_every.max(1) == 0 || trainer.step == last {
-            let mut store = BurnpackStore::from_bytes(None);
-            trainer
-                .model
-                .save_into(&mut store)
-                .map_err(|e| crate::Error::invalid(format!("saving checkpoint: {e}")))?;
-            let model_bytes =
-                store.get_bytes().map_err(|e| crate::Error::invalid(format!("saving checkpoint: {e}")))?.to_vec();
-            let meta = serde_json::to_string(&state(trainer.step)).expect("state serialises");
-            crate::attack::checkpoint::write(
-                &ckpt,
-                &meta,
-                vec![("model".into(), model_bytes), ("optimizer".into(), trainer.optimizer_bytes()?)],
-            )?;
+            let blobs = vec![
+                ("model".into(), crate::checkpoint::module_bytes(&trainer.model, "model")?),
+                ("optimizer".into(), crate::checkpoint::optimizer_bytes(&trainer.optimizer)?),
+            ];
+            crate::checkpoint::write(&ckpt, &state(trainer.step), blobs)?;
         }
     }
     let clip = trainer.model.into_clip()?.valid();

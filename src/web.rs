@@ -5,18 +5,17 @@
 //! method while an async one is pending (wasm-bindgen refuses re-entrant `&mut self`); the page's worker queues them.
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::attack::advclip::{AdvClipConfig, AdvClipTrainer};
-use crate::attack::metrics::fooling_rate;
-use crate::attack::patch_file::{PatchSidecar, decode_patch, encode_patch_png};
-use crate::attack::placement::{PatchPlacement, normalize_pixels, paste_on_image};
-use crate::attack::targeted::{TargetedConfig, TargetedPatchTrainer, TargetedPlacement, initial_patch, patch_tensor};
-use crate::model::{Clip, l2_normalize};
+use crate::attack::patch_file::{PatchMode, PatchSidecar, decode_patch, encode_patch_png};
+use crate::attack::placement::{DEFAULT_AREA_FRACTION, PatchPlacement, normalize_pixels, paste_on_image};
+use crate::attack::run::{AttackMode, DEFAULT_BATCH, DecodedImages, PatchRun, RunSettings};
+use crate::attack::targeted::{TrainedSpot, patch_tensor};
+use crate::model::Clip;
 use crate::tokenizer::Tokenizer;
-use crate::zeroshot::{ZeroShotClassifier, argmax};
+use crate::zeroshot::ZeroShotClassifier;
 
 /// Library errors and bad arguments become JS `Error`s carrying the message.
 fn js_error(e: impl std::fmt::Display) -> JsError {
@@ -26,13 +25,7 @@ fn js_error(e: impl std::fmt::Display) -> JsError {
 type JsResult<T> = std::result::Result<T, JsError>;
 
 async fn read_f32<const D: usize>(t: Tensor<D>) -> JsResult<Vec<f32>> {
-    let data = t.into_data_async().await.map_err(|e| js_error(format!("reading a tensor: {e:?}")))?;
-    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| js_error(format!("reading a tensor: {e:?}")))
-}
-
-async fn read_i64<const D: usize>(t: Tensor<D, Int>) -> JsResult<Vec<i64>> {
-    let data = t.into_data_async().await.map_err(|e| js_error(format!("reading a tensor: {e:?}")))?;
-    data.convert::<i64>().try_into_vec::<i64>().map_err(|e| js_error(format!("reading a tensor: {e:?}")))
+    crate::host::read_f32_async(t).await.map_err(js_error)
 }
 
 fn to_js<T: Serialize>(value: &T) -> JsResult<JsValue> {
@@ -78,8 +71,9 @@ fn ranked(labels: &[String], row: &[f32], k: usize) -> Vec<Ranked> {
         .collect()
 }
 
+/// `startTraining`'s options; what is left out takes the engine's defaults (those of `advclip train` too).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TrainRequest {
     mode: String,
     #[serde(default)]
@@ -93,15 +87,15 @@ struct TrainRequest {
     seed: u64,
     /// Targeted mode only: "random" (any spot, scaled and rotated: for print) or "fixed" (only where it is shown).
     #[serde(default)]
-    placement: TargetedPlacement,
+    spot: TrainedSpot,
 }
 
 fn default_area() -> f64 {
-    0.03
+    DEFAULT_AREA_FRACTION
 }
 
 fn default_batch() -> usize {
-    8
+    DEFAULT_BATCH
 }
 
 #[derive(Serialize)]
@@ -110,7 +104,8 @@ struct StepReport {
     step: usize,
     steps: usize,
     loss: f32,
-    fooling_rate: Option<f64>,
+    /// Share of the batch fooled (AdvCLIP) or sent to the target (targeted).
+    rate: Option<f64>,
     done: bool,
 }
 
@@ -120,23 +115,10 @@ struct LoadedPatch {
     enabled: bool,
 }
 
-enum PatchTrainer {
-    AdvClip(Box<AdvClipTrainer>),
-    Targeted(TargetedPatchTrainer, usize),
-}
-
+/// A training run and the images it trains on.
 struct Training {
-    trainer: PatchTrainer,
-    /// The training images as [0, 1] CHW buffers at the model's size, cycled through in order.
-    images: Vec<Vec<f32>>,
-    /// Prompt of each image's clean zero-shot label: AdvCLIP's image-text term when images have no captions.
-    prompts: Option<Vec<String>>,
-    head: ZeroShotClassifier,
-    request: TrainRequest,
-    placement: PatchPlacement,
-    step: usize,
-    rates: Vec<f64>,
-    last_loss: f32,
+    run: PatchRun,
+    images: DecodedImages,
 }
 
 /// One browser session: the device chosen at start-up, the loaded CLIP, the active patch and a training run.
@@ -305,14 +287,13 @@ impl Session {
         let cropped = crate::preprocess::center_crop(&crate::preprocess::resize_shortest_side(&img, size), size)
             .map_err(js_error)?;
         let out = paste_on_image(&cropped, &patch.pixels, &patch.sidecar.placement);
-        let mut png = Vec::new();
-        out.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(js_error)?;
-        Ok(png)
+        crate::preprocess::encode_png(&out, "patched image").map_err(js_error)
     }
 
-    /// Prepares a training run on `images` (encoded files; cycled through in batches). `options` is
-    /// `{ mode: "advclip" | "targeted", target?, steps, area = 0.03, batch = 8, seed = 0, placement = "random" }`,
-    /// `placement: "fixed"` (targeted only) training the patch for the spot it is shown at.
+    /// Prepares a training run on `images` (encoded files). `options` is `{ mode: "advclip" | "targeted", target?,
+    /// steps, area = 0.03, batch = 8, seed = 0, spot = "random" }`; `spot: "fixed"` (targeted only) trains the
+    /// patch for the spot it is shown at. The same images, settings and seed train the same patch as
+    /// `advclip train` on a folder of those images.
     #[wasm_bindgen(js_name = startTraining)]
     pub fn start_training(
         &mut self,
@@ -324,124 +305,56 @@ impl Session {
         let request: TrainRequest =
             serde_wasm_bindgen::from_value(options).map_err(|e| js_error(format!("training options: {e}")))?;
         let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
-        if request.steps == 0 || request.steps > 100_000 {
-            return Err(js_error("steps must be between 1 and 100000"));
-        }
-        if request.batch == 0 || request.batch > 64 {
-            return Err(js_error("the batch must be between 1 and 64 images"));
-        }
         let labels = string_list(labels, "labels")?;
-        let head = ZeroShotClassifier::new(model, &self.tokenizer, &labels, &[template.clone()]).map_err(js_error)?;
-        let size = model.config().vision.image_size;
-        let images = bytes_list(images)?
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let name = format!("training image {}", i + 1);
-                crate::preprocess::decode_image(b, &name)
-                    .and_then(|img| crate::preprocess::unit_pixels(&img, size as u32))
-            })
-            .collect::<crate::Result<Vec<_>>>()
-            .map_err(js_error)?;
-        if images.is_empty() {
-            return Err(js_error("add at least one image to train on"));
-        }
-        let placement = PatchPlacement::advclip(size, request.area).map_err(js_error)?;
-        if request.mode != "targeted" && request.placement == TargetedPlacement::Fixed {
-            return Err(js_error(
-                "placement is for targeted training (an AdvCLIP patch is always trained at its place)",
-            ));
-        }
-        let trainer = match request.mode.as_str() {
-            "advclip" => {
-                let config =
-                    AdvClipConfig { batch_size: request.batch, seed: request.seed, ..AdvClipConfig::default() };
-                PatchTrainer::AdvClip(Box::new(
-                    AdvClipTrainer::new(placement.clone(), config, &self.device).map_err(js_error)?,
-                ))
+        let mode = match request.mode.as_str() {
+            "advclip" if request.spot == TrainedSpot::Fixed => {
+                return Err(js_error(
+                    "spot is for targeted training (an AdvCLIP patch is always trained at its place)",
+                ));
             }
+            "advclip" => AttackMode::AdvClip,
             "targeted" => {
                 let wanted = request.target.as_deref().unwrap_or("").trim();
                 let target = labels
                     .iter()
                     .position(|l| l == wanted)
                     .ok_or_else(|| js_error(format!("the target \"{wanted}\" is not one of the labels")))?;
-                PatchTrainer::Targeted(
-                    TargetedPatchTrainer::new(
-                        initial_patch(request.seed, placement.size, &self.device),
-                        head.label_embeddings(),
-                        model.logit_scale,
-                        TargetedConfig { placement: request.placement, ..TargetedConfig::new(target) },
-                    ),
-                    target,
-                )
+                AttackMode::Targeted { target, spot: request.spot }
             }
             other => return Err(js_error(format!("unknown mode \"{other}\"; use advclip or targeted"))),
         };
-        self.training = Some(Training {
-            trainer,
-            images,
-            prompts: None,
-            head,
-            request,
-            placement,
-            step: 0,
-            rates: Vec::new(),
-            last_loss: f32::NAN,
-        });
+        let settings = RunSettings {
+            template,
+            batch_size: request.batch,
+            area_fraction: request.area,
+            seed: request.seed,
+            ..RunSettings::new(mode, labels, request.steps)
+        };
+        let run = PatchRun::new(model, settings, &self.device).map_err(js_error)?;
+        let size = model.config().vision.image_size as u32;
+        let images = DecodedImages::decode(&bytes_list(images)?, size).map_err(js_error)?;
+        self.training = Some(Training { run, images });
         Ok(())
     }
 
-    /// One training step; returns `{ step, steps, loss, foolingRate, done }`. The last step makes the trained
-    /// patch the active one.
+    /// One training step; returns `{ step, steps, loss, rate, done }`. The last step makes the trained patch the
+    /// active one.
     #[wasm_bindgen(js_name = trainStep)]
     pub async fn train_step(&mut self) -> JsResult<JsValue> {
         let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
         let training = self.training.as_mut().ok_or_else(|| js_error("no training run was started"))?;
-        if training.step >= training.request.steps {
-            return Err(js_error("this training run is finished; start another"));
+        let mut warnings = Vec::new();
+        let report = training.run.step(model, &training.images, &mut |w| warnings.push(w)).await.map_err(js_error)?;
+        for w in warnings {
+            web_sys::console::warn_1(&w.into());
         }
-        let size = model.config().vision.image_size;
-        let batch = training.request.batch;
-        let n = training.images.len();
-        let first = training.step * batch;
-        let indices: Vec<usize> = (first..first + batch).map(|i| i % n).collect();
-        let pixels: Vec<f32> = indices.iter().flat_map(|&i| training.images[i].iter().copied()).collect();
-        let images = Tensor::<4>::from_data(TensorData::new(pixels, [batch, 3, size, size]), &self.device);
-        let (loss, rate) = match &mut training.trainer {
-            PatchTrainer::AdvClip(trainer) => {
-                if training.prompts.is_none() {
-                    training.prompts =
-                        Some(clean_label_prompts(model, &training.head, &training.images, size, &self.device).await?);
-                }
-                let prompts = training.prompts.as_ref().expect("set above");
-                let texts: Vec<String> = indices.iter().map(|&i| prompts[i].clone()).collect();
-                let tokens = crate::embed::tokenize_texts(model, &self.tokenizer, &texts).map_err(js_error)?;
-                let out = trainer.step(model, images, Some(model.text_features(&tokens))).map_err(js_error)?;
-                let clean = read_f32(training.head.logits(l2_normalize(out.clean_features))).await?;
-                let adv = read_f32(training.head.logits(l2_normalize(out.patched_features))).await?;
-                let loss = read_f32(out.generator).await?.first().copied().unwrap_or(f32::NAN);
-                (loss, fooling_rate(&clean, &adv, training.head.labels().len()))
-            }
-            PatchTrainer::Targeted(trainer, target) => {
-                let (seed, step, steps) = (training.request.seed, training.step, training.request.steps);
-                let out = trainer.training_step(model, images, &training.placement, seed, step, steps);
-                let predictions = read_i64(out.predictions).await?;
-                let hits = predictions.iter().filter(|&&p| p as usize == *target).count();
-                let loss = read_f32(out.loss).await?.first().copied().unwrap_or(f32::NAN);
-                (loss, hits as f64 / batch as f64)
-            }
-        };
-        training.step += 1;
-        training.rates.push(rate);
-        training.last_loss = loss;
-        let done = training.step >= training.request.steps;
-        let report =
-            StepReport { step: training.step, steps: training.request.steps, loss, fooling_rate: Some(rate), done };
+        let done = training.run.is_finished();
+        let loss = report.losses.headline();
+        let answer = StepReport { step: report.step, steps: report.steps, loss, rate: report.rate, done };
         if done {
-            self.patch = Some(trained_patch(model, training).await?);
+            self.patch = Some(trained_patch(&training.run).await?);
         }
-        to_js(&report)
+        to_js(&answer)
     }
 
     /// The patch as `{ png: Uint8Array, json: string }` (the PNG and its sidecar): the one being trained when a run
@@ -451,7 +364,7 @@ impl Session {
         self.adopt_unfinished_training().await?;
         let patch = self.patch.as_ref().ok_or_else(|| js_error("no patch to export"))?;
         let png = encode_patch_png(&patch.pixels, patch.sidecar.placement.size, "patch").map_err(js_error)?;
-        let json = serde_json::to_string_pretty(&patch.sidecar).map_err(js_error)?;
+        let json = patch.sidecar.to_json();
         let out = js_sys::Object::new();
         js_sys::Reflect::set(&out, &"png".into(), &js_sys::Uint8Array::from(png.as_slice()).into())
             .map_err(|_| js_error("building the export"))?;
@@ -459,15 +372,15 @@ impl Session {
         Ok(out.into())
     }
 
-    /// What the active patch is: `{ mode, size, imageSize, target, top, left, areaFraction, model,
-    /// trainedPlacement }` (`trainedPlacement`: a targeted patch's "random" or "fixed", from its sidecar).
+    /// What the active patch is: `{ mode, size, imageSize, target, top, left, areaFraction, model, trainedSpot }`
+    /// (`trainedSpot`: "random" for a patch trained for any spot, "fixed" for one trained for its own).
     #[wasm_bindgen(js_name = patchInfo)]
     pub fn patch_info(&self) -> JsResult<JsValue> {
         let patch = self.patch.as_ref().ok_or_else(|| js_error("no patch is loaded"))?;
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Info<'a> {
-            mode: &'a str,
+            mode: PatchMode,
             size: usize,
             image_size: usize,
             target: Option<&'a str>,
@@ -475,11 +388,11 @@ impl Session {
             left: usize,
             area_fraction: f64,
             model: &'a str,
-            trained_placement: Option<&'a str>,
+            trained_spot: TrainedSpot,
         }
         let s = &patch.sidecar;
         to_js(&Info {
-            mode: &s.mode,
+            mode: s.mode,
             size: s.placement.size,
             image_size: s.image_size,
             target: s.target.as_deref(),
@@ -487,7 +400,7 @@ impl Session {
             left: s.placement.left,
             area_fraction: s.area_fraction,
             model: &s.model,
-            trained_placement: s.metrics.get("trained_placement").and_then(|v| v.as_str()),
+            trained_spot: s.trained_spot,
         })
     }
 }
@@ -495,11 +408,10 @@ impl Session {
 impl Session {
     /// A run stopped before its last step: its current patch becomes the active one.
     async fn adopt_unfinished_training(&mut self) -> JsResult<()> {
-        let Some(training) = self.training.as_ref().filter(|t| t.step > 0 && t.step < t.request.steps) else {
+        let Some(training) = self.training.as_ref().filter(|t| t.run.step_count() > 0 && !t.run.is_finished()) else {
             return Ok(());
         };
-        let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
-        self.patch = Some(trained_patch(model, training).await?);
+        self.patch = Some(trained_patch(&training.run).await?);
         self.training = None;
         Ok(())
     }
@@ -555,61 +467,9 @@ impl Session {
     }
 }
 
-/// "a photo of a <clean top label>." for each training image: AdvCLIP's text term when images come unlabelled.
-async fn clean_label_prompts(
-    model: &Clip,
-    head: &ZeroShotClassifier,
-    images: &[Vec<f32>],
-    size: usize,
-    device: &Device,
-) -> JsResult<Vec<String>> {
-    let mut prompts = Vec::with_capacity(images.len());
-    for chunk in images.chunks(16) {
-        let unit = Tensor::<4>::from_data(TensorData::new(chunk.concat(), [chunk.len(), 3, size, size]), device);
-        let probs = read_f32(head.probabilities(model.encode_image(normalize_pixels(unit)))).await?;
-        let n = head.labels().len();
-        prompts.extend(
-            probs.chunks(n).map(|row| crate::zeroshot::DEFAULT_TEMPLATE.replace("{}", &head.labels()[argmax(row)])),
-        );
-    }
-    Ok(prompts)
-}
-
 /// The patch a run has trained so far, with its sidecar, ready to become the active patch.
-async fn trained_patch(model: &Clip, training: &Training) -> JsResult<LoadedPatch> {
-    let patch = match &training.trainer {
-        PatchTrainer::AdvClip(t) => t.patch(),
-        PatchTrainer::Targeted(t, _) => t.patch(),
-    };
-    Ok(LoadedPatch { pixels: read_f32(patch).await?, sidecar: training_sidecar(model, training), enabled: true })
-}
-
-fn training_sidecar(model: &Clip, training: &Training) -> PatchSidecar {
-    let window = &training.rates[training.rates.len().saturating_sub(10)..];
-    let rate = window.iter().sum::<f64>() / window.len().max(1) as f64;
-    let mut metrics = serde_json::json!({ "loss": training.last_loss, "trained_in": "browser" });
-    let (mode, target) = match &training.trainer {
-        PatchTrainer::AdvClip(_) => {
-            metrics["train_fooling_rate"] = serde_json::json!(rate);
-            ("advclip", None)
-        }
-        PatchTrainer::Targeted(trainer, t) => {
-            metrics["train_targeted_success_rate"] = serde_json::json!(rate);
-            metrics["trained_placement"] = serde_json::json!(trainer.placement());
-            ("targeted", Some(training.head.labels()[*t].clone()))
-        }
-    };
-    PatchSidecar {
-        mode: mode.into(),
-        model: model.id(),
-        image_size: training.placement.image_size,
-        area_fraction: training.placement.area_fraction(),
-        placement: training.placement.clone(),
-        target,
-        seed: training.request.seed,
-        steps: training.step,
-        metrics,
-    }
+async fn trained_patch(run: &PatchRun) -> JsResult<LoadedPatch> {
+    Ok(LoadedPatch { pixels: run.patch_pixels().await.map_err(js_error)?, sidecar: run.sidecar(), enabled: true })
 }
 
 #[cfg(feature = "wgpu")]

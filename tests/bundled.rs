@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use advclip::attack::patch_file::load_patch;
 use advclip::demo::UNSEEN_SEED;
 use advclip::model::load_clip;
-use advclip::synth::{COLOURS, Renderer, class_names, render_scene};
+use advclip::shapes::{COLOURS, Renderer, class_names, render_scene};
 use advclip::tokenizer::Tokenizer;
 use advclip::zeroshot::{DEFAULT_TEMPLATE, ZeroShotClassifier, argmax};
 use common::*;

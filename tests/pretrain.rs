@@ -51,7 +51,7 @@ fn fine_tuning_starts_from_the_given_model_and_resumes_only_the_same_run() {
     let (bundled_s, out_s) = (bundled.to_str().unwrap(), out.to_str().unwrap());
     let base = ["pretrain", "--out", out_s, "--init", bundled_s, "--steps", "3", "--batch", "4", "--lr", "1e-4"];
     ok(advclip(&[&base[..], &["--augment", "1", "--stop-at", "0"]].concat()));
-    let scene = advclip::synth::render_scene(64, 5, 0, advclip::synth::Renderer::Standard).image;
+    let scene = advclip::shapes::render_scene(64, 5, 0, advclip::shapes::Renderer::Standard).image;
     let device = test_device();
     let features = |dir: &std::path::Path| {
         let clip = advclip::model::load_clip(dir, &device).unwrap();

@@ -3,7 +3,7 @@
 export const LOSS_COLOUR = '#0b62c4';
 export const RATE_COLOUR = '#c2410c';
 
-// points: [{ step, loss, foolingRate }]; `steps` fixes the x range.
+// points: [{ step, loss, rate }]; `steps` fixes the x range.
 export function drawPlot(canvas, points, steps) {
   const dpr = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 320;
@@ -44,7 +44,7 @@ export function drawPlot(canvas, points, steps) {
   g.fillText(`step (of ${maxStep})`, pad.left + w / 2, height - 6);
 
   line(g, points.filter((p) => Number.isFinite(p.loss)).map((p) => [x(p.step), yLoss(p.loss)]), LOSS_COLOUR);
-  line(g, points.filter((p) => Number.isFinite(p.foolingRate)).map((p) => [x(p.step), yRate(p.foolingRate)]), RATE_COLOUR);
+  line(g, points.filter((p) => Number.isFinite(p.rate)).map((p) => [x(p.step), yRate(p.rate)]), RATE_COLOUR);
   canvas.dataset.points = String(points.length);
 }
 

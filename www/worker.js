@@ -1,6 +1,6 @@
 // Module worker that owns the wasm CLIP Session and runs every call on it one at a time, in arrival order.
 //
-// Protocol (see app.js `call`): the page posts { id, op, args }; the worker answers { id, ok: true, result, ms } or
+// Protocol (see state.js `call`): the page posts { id, op, args }; the worker answers { id, ok: true, result, ms } or
 // { id, ok: false, error }. `ms` is the time the call itself took (queue wait excluded). Byte arrays travel as
 // Uint8Array with their buffers transferred, both ways.
 

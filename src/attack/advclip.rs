@@ -3,16 +3,15 @@
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::discriminator::PatchDiscriminator;
 use super::generator::{NOISE_DIM, PatchGenerator};
 use super::losses::{LossWeights, binary_cross_entropy, embedding_deviation_loss, mse, topology_deviation_loss};
 use super::placement::{PatchPlacement, normalize_pixels, paste_patch};
-use super::rng::SeededRng;
 use crate::error::{Error, Result};
 use crate::model::Clip;
+use crate::rng::SeededRng;
 
 /// Settings of an AdvCLIP run (the authors' values by default).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -106,6 +105,19 @@ impl AdvClipTrainer {
     /// One iteration on a batch of exactly `batch_size` clean images in [0, 1], with the projected text features of
     /// their captions (or of label prompts), or `None` to use image terms only.
     pub fn step(&mut self, model: &Clip, images: Tensor<4>, text_features: Option<Tensor<2>>) -> Result<AdvClipStep> {
+        let clean = model.image_features(normalize_pixels(images.clone())).detach();
+        self.step_with_clean_features(model, images, clean, text_features)
+    }
+
+    /// `step` with the batch's clean projected image features already computed (a caller that needed them first,
+    /// to pick the text term, saves a CLIP pass).
+    pub fn step_with_clean_features(
+        &mut self,
+        model: &Clip,
+        images: Tensor<4>,
+        clean: Tensor<2>,
+        text_features: Option<Tensor<2>>,
+    ) -> Result<AdvClipStep> {
         let batch = images.dims()[0];
         if batch != self.config.batch_size {
             return Err(Error::invalid(format!(
@@ -125,7 +137,7 @@ impl AdvClipTrainer {
         self.discriminator = self.discriminator_optim.step(lr, discriminator, grads).clip_weights();
 
         // Generator: fool the discriminator, and push the patched embeddings away from clean images and captions.
-        let clean = model.image_features(normalize_pixels(images.clone())).detach();
+        let clean = clean.detach();
         let patched = model.image_features(normalize_pixels(adversarial.clone()));
         let text = text_features.map(|t| t.detach());
         let gan = binary_cross_entropy(self.discriminator.forward(adversarial.clone()), 1.0);
@@ -154,44 +166,23 @@ impl AdvClipTrainer {
 
     /// Generator, discriminator and both optimizer states as named blobs (for checkpoints).
     pub fn state_blobs(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let optim = |o: &ModuleOptimizer| {
-            o.into_bytes().map(|b| b.to_vec()).map_err(|e| Error::invalid(format!("saving optimizer state: {e:?}")))
-        };
+        use crate::checkpoint::{module_bytes, optimizer_bytes};
         Ok(vec![
             ("generator".into(), module_bytes(&self.generator, "generator")?),
             ("discriminator".into(), module_bytes(&self.discriminator, "discriminator")?),
-            ("generator_optim".into(), optim(&self.generator_optim)?),
-            ("discriminator_optim".into(), optim(&self.discriminator_optim)?),
+            ("generator_optim".into(), optimizer_bytes(&self.generator_optim)?),
+            ("discriminator_optim".into(), optimizer_bytes(&self.discriminator_optim)?),
         ])
     }
 
     /// Restores what `state_blobs` saved.
-    pub fn restore(&mut self, blob: impl Fn(&str) -> Result<Vec<u8>>) -> Result<()> {
-        let bytes = |name: &str| blob(name).map(burn::tensor::Bytes::from_bytes_vec);
-        let mut store = BurnpackStore::from_bytes(Some(bytes("generator")?));
-        self.generator.load_from(&mut store).map_err(|e| Error::invalid(format!("checkpoint generator: {e}")))?;
-        let mut store = BurnpackStore::from_bytes(Some(bytes("discriminator")?));
-        self.discriminator
-            .load_from(&mut store)
-            .map_err(|e| Error::invalid(format!("checkpoint discriminator: {e}")))?;
-        let restore_optim = |o: ModuleOptimizer, name: &str| -> Result<ModuleOptimizer> {
-            o.from_bytes(bytes(name)?).map_err(|e| Error::invalid(format!("checkpoint {name}: {e:?}")))
-        };
-        self.generator_optim =
-            restore_optim(std::mem::replace(&mut self.generator_optim, AdamConfig::new().init()), "generator_optim")?;
-        self.discriminator_optim = restore_optim(
-            std::mem::replace(&mut self.discriminator_optim, AdamConfig::new().init()),
-            "discriminator_optim",
-        )?;
-        Ok(())
+    pub fn restore(&mut self, blobs: &mut crate::checkpoint::Blobs) -> Result<()> {
+        use crate::checkpoint::{load_module, restore_optimizer};
+        load_module(&mut self.generator, blobs.take("generator")?, "generator")?;
+        load_module(&mut self.discriminator, blobs.take("discriminator")?, "discriminator")?;
+        restore_optimizer(&mut self.generator_optim, blobs.take("generator_optim")?, "generator_optim")?;
+        restore_optimizer(&mut self.discriminator_optim, blobs.take("discriminator_optim")?, "discriminator_optim")
     }
-}
-
-/// A module in Burn's own format, parameter ids included (so optimizer state finds its parameters again).
-fn module_bytes<M: Module>(module: &M, what: &str) -> Result<Vec<u8>> {
-    let mut store = BurnpackStore::from_bytes(None);
-    module.save_into(&mut store).map_err(|e| Error::invalid(format!("saving the {what}: {e}")))?;
-    store.get_bytes().map(|b| b.to_vec()).map_err(|e| Error::invalid(format!("saving the {what}: {e}")))
 }
 
 /// A module to hand to an optimizer step, which consumes it; cloning is cheap (tensors are shared handles) and the

@@ -2,8 +2,8 @@
 
 use image::{ImageFormat, RgbImage, imageops};
 
-use super::rng::SeededRng;
 use crate::error::{Error, Result};
+use crate::rng::SeededRng;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Defence {

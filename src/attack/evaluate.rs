@@ -88,7 +88,7 @@ pub fn evaluate_patch(
         let end = (start + options.batch_size.max(1)).min(n_items);
         let mut images = Vec::new();
         for item in &dataset.items[start..end] {
-            match item.load().and_then(|img| super::train::unit_pixels(&img, size as u32)) {
+            match item.load().and_then(|img| crate::preprocess::unit_pixels(&img, size as u32)) {
                 Ok(p) => {
                     images.push(p);
                     truth.push(
@@ -181,7 +181,7 @@ pub fn evaluate_patch(
             });
             let mlp_probe = (options.probe && c == 0 && labelled.len() >= 4).then(|| {
                 // Even positions of a seeded shuffle train the probe, odd ones test it.
-                let order = super::rng::SeededRng::new(0, "probe split").permutation(labelled.len());
+                let order = crate::rng::SeededRng::new(0, "probe split").permutation(labelled.len());
                 let (train, test): (Vec<usize>, Vec<usize>) =
                     order.iter().map(|&k| labelled[k]).enumerate().fold((vec![], vec![]), |(mut a, mut b), (k, i)| {
                         if k % 2 == 0 {

@@ -1,15 +1,13 @@
-//! The AdvCLIP attack and the targeted patch: placement, generator, discriminator, losses, training, metrics.
+//! The AdvCLIP attack and the targeted patch: placement, generator, discriminator, losses, training runs, metrics.
 
 pub mod advclip;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod checkpoint;
 pub mod discriminator;
 pub mod generator;
 pub mod losses;
 pub mod metrics;
 pub mod placement;
 pub mod probe;
-pub mod rng;
+pub mod run;
 pub mod targeted;
 
 pub use advclip::{AdvClipConfig, AdvClipStep, AdvClipTrainer};
@@ -19,11 +17,10 @@ pub use losses::{
 pub use placement::{
     DEFAULT_AREA_FRACTION, Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_patch,
 };
-pub use targeted::{TargetedConfig, TargetedPatchTrainer, TargetedPlacement};
+pub use targeted::{TargetedConfig, TargetedPatchTrainer, TrainedSpot};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod defence;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod evaluate;
 pub mod patch_file;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod train;
+pub use run::{AttackMode, PatchRun, RunSettings, StepReport, TrainingImages};

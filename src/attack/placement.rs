@@ -35,7 +35,8 @@ impl PatchPlacement {
 
     /// A placement at an explicit position (checked to fit).
     pub fn at(image_size: usize, size: usize, top: usize, left: usize) -> Result<Self> {
-        if size == 0 || top + size > image_size || left + size > image_size {
+        let fits = |start: usize| start.checked_add(size).is_some_and(|end| end <= image_size);
+        if size == 0 || !fits(top) || !fits(left) {
             return Err(Error::invalid(format!(
                 "a {size} px patch at ({top}, {left}) does not fit a {image_size} px image"
             )));
@@ -94,7 +95,7 @@ impl TransformRanges {
 
 impl PatchTransform {
     /// Draws a transform whose rotated patch stays inside the image.
-    pub fn sample(image_size: usize, ranges: &TransformRanges, rng: &mut super::rng::SeededRng) -> Self {
+    pub fn sample(image_size: usize, ranges: &TransformRanges, rng: &mut crate::rng::SeededRng) -> Self {
         let s = image_size as f64;
         let side = s * (ranges.min_side + (ranges.max_side - ranges.min_side) * rng.uniform());
         let angle = (2.0 * rng.uniform() - 1.0) * ranges.max_degrees.to_radians();
@@ -217,7 +218,7 @@ mod tests {
     fn sampled_transforms_stay_near_the_patch_size_and_inside_the_image() {
         let ranges = TransformRanges::around_area(0.14);
         let nominal = 0.14f64.sqrt() * 64.0;
-        let mut rng = crate::attack::rng::SeededRng::new(3, "t");
+        let mut rng = crate::rng::SeededRng::new(3, "t");
         for _ in 0..200 {
             let t = PatchTransform::sample(64, &ranges, &mut rng);
             assert!(t.side >= 0.8 * nominal - 1e-9 && t.side <= 1.2 * nominal + 1e-9, "side {}", t.side);
@@ -234,11 +235,7 @@ mod tests {
         let device = burn::tensor::Device::flex().autodiff();
         let images = Tensor::<4>::zeros([2, 3, 16, 16], &device);
         let patch = Tensor::<3>::ones([3, 5, 5], &device).require_grad();
-        let t = PatchTransform::sample(
-            16,
-            &TransformRanges::around_area(0.1),
-            &mut crate::attack::rng::SeededRng::new(1, "t"),
-        );
+        let t = PatchTransform::sample(16, &TransformRanges::around_area(0.1), &mut crate::rng::SeededRng::new(1, "t"));
         let out = paste_patch_transformed(images, patch.clone(), &t);
         let grad: Vec<f32> = patch.grad(&out.sum().backward()).unwrap().into_data().try_into_vec().unwrap();
         assert!(grad.iter().any(|g| *g > 0.0), "no gradient reached the patch");

@@ -8,7 +8,7 @@ use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
-use super::rng::SeededRng;
+use crate::rng::SeededRng;
 use crate::zeroshot::argmax;
 
 /// fc d->d, ReLU, dropout 0.2, fc d->d, ReLU, fc d->C.

@@ -6,8 +6,8 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels};
-use super::rng::SeededRng;
 use crate::model::Clip;
+use crate::rng::SeededRng;
 
 /// The patch as a module, so Burn's Adam can own its state; its parameter id is fixed so that a checkpoint's
 /// optimizer state always finds it again.
@@ -25,10 +25,10 @@ impl PatchPixels {
     }
 }
 
-/// Where a targeted patch is trained to work.
+/// Where a targeted patch is trained to work (not where it is: that is a `PatchPlacement`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TargetedPlacement {
+pub enum TrainedSpot {
     /// Anywhere in the image, scaled 0.8-1.2x and rotated up to 22.5 degrees (expectation over transformations):
     /// a patch to print or to put at any spot.
     #[default]
@@ -47,12 +47,12 @@ pub struct TargetedConfig {
     pub beta_1: f32,
     pub beta_2: f32,
     #[serde(default)]
-    pub placement: TargetedPlacement,
+    pub spot: TrainedSpot,
 }
 
 impl TargetedConfig {
     pub fn new(target: usize) -> Self {
-        Self { target, learning_rate: 0.05, beta_1: 0.5, beta_2: 0.999, placement: TargetedPlacement::Random }
+        Self { target, learning_rate: 0.05, beta_1: 0.5, beta_2: 0.999, spot: TrainedSpot::Random }
     }
 
     /// Cosine decay from `learning_rate` to a tenth of it over `total` steps. At a constant rate the pixels keep
@@ -105,8 +105,8 @@ impl TargetedPatchTrainer {
     }
 
     /// Where this patch is trained to work (recorded in its sidecar).
-    pub fn placement(&self) -> TargetedPlacement {
-        self.config.placement
+    pub fn spot(&self) -> TrainedSpot {
+        self.config.spot
     }
 
     /// Zero-shot logits of `images` (in [0, 1]) wearing the current patch pasted by `paste`, [B, labels].
@@ -137,7 +137,7 @@ impl TargetedPatchTrainer {
     }
 
     /// Step `step` of a `total`-step training run (CLI and browser alike), at that step's learning rate: the patch
-    /// pasted at `placement` (`TargetedPlacement::Fixed`) or by that step's seeded draw of the expectation over
+    /// pasted at `placement` (`TrainedSpot::Fixed`) or by that step's seeded draw of the expectation over
     /// transformations around `placement`'s size (`Random`).
     pub fn training_step(
         &mut self,
@@ -148,9 +148,9 @@ impl TargetedPatchTrainer {
         step: usize,
         total: usize,
     ) -> TargetedStep {
-        let paste = match self.config.placement {
-            TargetedPlacement::Fixed => Paste::Fixed(*placement),
-            TargetedPlacement::Random => {
+        let paste = match self.config.spot {
+            TrainedSpot::Fixed => Paste::Fixed(*placement),
+            TrainedSpot::Random => {
                 let mut rng = SeededRng::new(seed, &format!("transform {step}"));
                 let ranges = TransformRanges::around_area(placement.area_fraction());
                 Paste::Transformed(PatchTransform::sample(placement.image_size, &ranges, &mut rng))
@@ -160,28 +160,35 @@ impl TargetedPatchTrainer {
         self.step(model, images, &paste, learning_rate)
     }
 
-    /// The optimizer state, for checkpoints.
-    pub fn optimizer_bytes(&self) -> crate::Result<Vec<u8>> {
-        self.optimizer
-            .into_bytes()
-            .map(|b| b.to_vec())
-            .map_err(|e| crate::Error::invalid(format!("saving optimizer state: {e:?}")))
+    /// The patch and the optimizer state, for checkpoints (reads the patch synchronously: native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn state_blobs(&self) -> crate::Result<Vec<(String, Vec<u8>)>> {
+        let patch: Vec<u8> = crate::host::read_f32(self.patch())?.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok(vec![("patch".into(), patch), ("optimizer".into(), crate::checkpoint::optimizer_bytes(&self.optimizer)?)])
     }
 
-    /// Restores a patch and optimizer state written by a checkpoint.
-    pub fn restore(&mut self, patch: Tensor<3>, optimizer_bytes: Vec<u8>) -> crate::Result<()> {
-        let optimizer = std::mem::replace(&mut self.optimizer, AdamConfig::new().init());
-        self.optimizer = optimizer
-            .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer_bytes))
-            .map_err(|e| crate::Error::invalid(format!("checkpoint optimizer state is unreadable: {e:?}")))?;
-        self.patch = PatchPixels::new(patch);
+    /// Restores what `state_blobs` saved.
+    pub fn restore(&mut self, blobs: &mut crate::checkpoint::Blobs) -> crate::Result<()> {
+        let [_, size, _] = self.patch.pixels.dims();
+        let bytes = blobs.take("patch")?;
+        if bytes.len() != 3 * size * size * 4 {
+            return Err(crate::Error::invalid(format!(
+                "checkpoint patch: {} bytes where a {size} px patch has {}",
+                bytes.len(),
+                3 * size * size * 4
+            )));
+        }
+        let pixels = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        crate::checkpoint::restore_optimizer(&mut self.optimizer, blobs.take("optimizer")?, "optimizer")?;
+        let device = self.patch.pixels.device();
+        self.patch = PatchPixels::new(patch_tensor(pixels, size, &device));
         Ok(())
     }
 }
 
 /// The starting patch of a targeted run: mid-grey with seeded noise (std 0.15), [3, size, size] in [0, 1].
 pub fn initial_patch(seed: u64, size: usize, device: &burn::tensor::Device) -> Tensor<3> {
-    let noise = super::rng::SeededRng::new(seed, "targeted.init").normals(3 * size * size);
+    let noise = crate::rng::SeededRng::new(seed, "targeted.init").normals(3 * size * size);
     patch_tensor(noise.iter().map(|v| (0.5 + 0.15 * v).clamp(0.0, 1.0)).collect(), size, device)
 }
 

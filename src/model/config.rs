@@ -4,6 +4,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Limits on a model config read from a file (see `ClipConfig::validate`).
+pub const MAX_IMAGE_SIZE: usize = 4096;
+const MAX_WIDTH: usize = 8192;
+const MAX_LAYERS: usize = 128;
+const MAX_CONTEXT: usize = 4096;
+const MAX_VOCAB: usize = 1 << 20;
+const MAX_POSITIONS: usize = 16_385;
+/// Four times ViT-bigG's parameters; an f32 model this size would not fit a browser tab or most machines anyway.
+pub const MAX_PARAMETERS: u64 = 8_000_000_000;
+
 /// The MLP activation inside each transformer block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,10 +135,23 @@ impl Preset {
 
 impl ClipConfig {
     /// Checks the invariants the model code relies on, so a bad config is an error and not a panic later.
+    /// Parameters the config implies, roughly (the transformer blocks and embeddings), for the size limit.
+    fn parameter_estimate(&self) -> u64 {
+        // In u64: on wasm32 a usize would overflow for the largest configs the limits allow.
+        let n = |x: usize| x as u64;
+        let block = |width: usize, inner: usize| 4 * n(width) * n(width) + 2 * n(width) * n(inner);
+        let (v, t) = (&self.vision, &self.text);
+        n(v.num_layers) * block(v.hidden_size, v.intermediate_size)
+            + n(t.num_layers) * block(t.hidden_size, t.intermediate_size)
+            + n(t.vocab_size) * n(t.hidden_size)
+            + 3 * n(v.patch_size) * n(v.patch_size) * n(v.hidden_size)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let v = &self.vision;
         let t = &self.text;
         let fail = |m: String| Err(Error::Config(m));
+        let n = |x: usize| x as u64;
         if v.patch_size == 0 || v.image_size == 0 || v.image_size % v.patch_size != 0 {
             return fail(format!("image_size {} is not a multiple of patch_size {}", v.image_size, v.patch_size));
         }
@@ -144,6 +167,44 @@ impl ClipConfig {
         }
         if t.context_length < 2 || t.vocab_size == 0 || self.projection_dim == 0 {
             return fail("context length, vocabulary and projection must be non-empty".into());
+        }
+        // Sizes from a file are bounded before anything is allocated from them (README: limits): far above every
+        // CLIP (ViT-L/14@336px: 577 positions, 24 layers, width 1024), far below what would exhaust memory.
+        let limits = [
+            ("vision image_size", v.image_size, MAX_IMAGE_SIZE),
+            ("vision hidden_size", v.hidden_size, MAX_WIDTH),
+            ("vision intermediate_size", v.intermediate_size, 4 * MAX_WIDTH),
+            ("vision num_hidden_layers", v.num_layers, MAX_LAYERS),
+            ("text hidden_size", t.hidden_size, MAX_WIDTH),
+            ("text intermediate_size", t.intermediate_size, 4 * MAX_WIDTH),
+            ("text num_hidden_layers", t.num_layers, MAX_LAYERS),
+            ("text max_position_embeddings", t.context_length, MAX_CONTEXT),
+            ("text vocab_size", t.vocab_size, MAX_VOCAB),
+            ("projection_dim", self.projection_dim, MAX_WIDTH),
+        ];
+        for (what, value, limit) in limits {
+            if value > limit {
+                return fail(format!("{what} {value} is over the limit of {limit}"));
+            }
+        }
+        if v.intermediate_size == 0 || t.intermediate_size == 0 {
+            return fail("intermediate_size must be positive".into());
+        }
+        let positions = n(v.image_size / v.patch_size).pow(2) + 1;
+        if positions > MAX_POSITIONS as u64 {
+            return fail(format!(
+                "{} px images in {} px patches make {positions} positions, over the limit of {MAX_POSITIONS}",
+                v.image_size, v.patch_size
+            ));
+        }
+        for (tower, eps) in [("vision", v.layer_norm_eps), ("text", t.layer_norm_eps)] {
+            if !(eps.is_finite() && eps > 0.0 && eps < 1.0) {
+                return fail(format!("{tower} layer_norm_eps {eps} must be a small positive number"));
+            }
+        }
+        let parameters = self.parameter_estimate();
+        if parameters > MAX_PARAMETERS {
+            return fail(format!("about {parameters} parameters, over the limit of {MAX_PARAMETERS}"));
         }
         Ok(())
     }
@@ -265,6 +326,13 @@ impl ClipConfig {
             activation: Activation::QuickGelu,
         };
         config.validate()?;
+        // Head counts and the activation are not in the weights: only the OpenAI presets' are known for sure.
+        if !Preset::ALL.iter().any(|p| p.config() == config) {
+            return Err(Error::Config(format!(
+                "the tensor shapes ({} px, width {}, {} + {} layers) are not an OpenAI preset (ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px), so head counts cannot be inferred: give its config.json (beside the file, or with it)",
+                config.vision.image_size, config.vision.hidden_size, config.vision.num_layers, config.text.num_layers
+            )));
+        }
         Ok(config)
     }
 }

@@ -34,7 +34,7 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
         }
         let config_path = path.join("config.json");
         let config_json = match config_path.exists() {
-            true => Some(std::fs::read_to_string(&config_path).map_err(|e| Error::io(config_path.display(), e))?),
+            true => Some(read_config(&config_path)?),
             false => None,
         };
         let bytes = read_weights_file(&weights)?;
@@ -45,24 +45,31 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
     }
     let bytes = read_weights_file(path)?;
     // A `config.json` beside a lone file is the folder layout under another file name: use it.
-    let config_json = path
-        .parent()
-        .map(|p| p.join("config.json"))
-        .filter(|p| p.exists())
-        .and_then(|p| std::fs::read_to_string(p).ok());
+    let config_json =
+        path.parent().map(|p| p.join("config.json")).filter(|p| p.exists()).map(|p| read_config(&p)).transpose()?;
     load_clip_from_bytes(bytes, config_json.as_deref(), &shown.to_string(), device)
+}
+
+/// A `config.json`: a regular text file of at most 1 MiB.
+#[cfg(not(target_arch = "wasm32"))]
+fn read_config(path: &Path) -> Result<String> {
+    let bytes = crate::read_regular_file(path, 1 << 20)?;
+    String::from_utf8(bytes).map_err(|_| Error::Config(format!("{}: not UTF-8 text", path.display())))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?.len();
-    if len > MAX_WEIGHTS_BYTES {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?;
+    if !meta.is_file() {
+        return Err(Error::weights(path.display(), "not a regular file"));
+    }
+    if meta.len() > MAX_WEIGHTS_BYTES {
         return Err(Error::weights(
             path.display(),
-            format!("{len} bytes is larger than any supported CLIP ({MAX_WEIGHTS_BYTES} bytes at most)"),
+            format!("{} bytes is larger than any supported CLIP ({MAX_WEIGHTS_BYTES} bytes at most)", meta.len()),
         ));
     }
-    std::fs::read(path).map_err(|e| Error::io(path.display(), e))
+    crate::read_regular_file(path, MAX_WEIGHTS_BYTES)
 }
 
 /// The tensors of a safetensors file, checked before any of them is copied into a model.
@@ -103,7 +110,33 @@ pub fn inspect_weights(bytes: &[u8], name: &str) -> Result<WeightsHeader> {
     if !logit_scale.is_finite() {
         return Err(Error::weights(name, "logit_scale is not a finite number"));
     }
+    for (tensor, view) in tensors.iter() {
+        if !all_finite(view.dtype(), view.data()) {
+            return Err(Error::weights(
+                name,
+                format!(
+                    "tensor {tensor} holds NaN or infinite values: the weights are corrupt and would give no valid output"
+                ),
+            ));
+        }
+    }
     Ok(WeightsHeader { shapes, logit_scale })
+}
+
+/// Whether every float of a tensor is finite (integer tensors always are). A float is not finite exactly when its
+/// exponent bits are all ones, which is checked on the raw little-endian bits.
+fn all_finite(dtype: Dtype, data: &[u8]) -> bool {
+    match dtype {
+        Dtype::F32 => {
+            data.chunks_exact(4).all(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7F80_0000 != 0x7F80_0000)
+        }
+        Dtype::F16 => data.chunks_exact(2).all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7C00 != 0x7C00),
+        Dtype::BF16 => data.chunks_exact(2).all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7F80 != 0x7F80),
+        Dtype::F64 => data.chunks_exact(8).all(|c| {
+            u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) & 0x7FF0_0000_0000_0000 != 0x7FF0_0000_0000_0000
+        }),
+        _ => true,
+    }
 }
 
 /// FNV-1a over 8-byte words of the file: fast enough for 600 MB, and any changed weight changes it.

@@ -9,6 +9,19 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The repository root holding www/, pkg/ and assets/
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    root: PathBuf,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    serve(&args.root, args.port)
+}
+
 /// Serves `root/www` at `/`, `root/pkg` at `/pkg/` and `root/assets` at `/assets/` until killed.
 pub fn serve(root: &Path, port: u16) -> Result<()> {
     let www = root.join("www");

@@ -1,0 +1,156 @@
+//! `advclip eval`: a patch measured on a dataset (zero-shot, retrieval, MLP probe), also after defences.
+
+use std::path::PathBuf;
+
+use advclip::attack::defence::Defence;
+use advclip::attack::patch_file::load_patch;
+use advclip::dataset::Dataset;
+use advclip::zeroshot::{self, DEFAULT_TEMPLATE};
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use super::{load_model, progress_bar, resolve_labels};
+use crate::args::ModelArgs;
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, value_name = "DIR|FILE")]
+    data: PathBuf,
+    /// Zero-shot labels, comma-separated (default: the dataset's class folder names)
+    #[arg(long)]
+    labels: Option<String>,
+    #[arg(long, default_value = DEFAULT_TEMPLATE)]
+    template: String,
+    /// The patch to measure; without one, only the clean zero-shot accuracy is reported
+    #[arg(long, value_name = "PATCH.png")]
+    patch: Option<PathBuf>,
+    /// jpeg:QUALITY, resize:FACTOR, blur:SIGMA or crop:FRACTION; repeat for several
+    #[arg(long = "defence", value_name = "SPEC")]
+    defences: Vec<String>,
+    /// Evaluate only the first N images
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also run the authors' MLP-probe protocol (a probe on frozen clean features, tested on patched images)
+    #[arg(long)]
+    probe: bool,
+    /// Print one JSON object (or, with defences, one per condition under "defences")
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    zeroshot::check_template(&args.template)?;
+    let defences: Vec<Defence> = args.defences.iter().map(|d| Defence::parse(d)).collect::<advclip::Result<_>>()?;
+    let dataset = Dataset::open(&args.data)?;
+    let labels = &resolve_labels(args.labels.as_deref(), &dataset)?;
+    let (template, patch_path, limit, probe, json) =
+        (&args.template, args.patch.as_deref(), args.limit, args.probe, args.json);
+    if labels.is_empty() {
+        bail!("no labels: pass --labels, or use a dataset with class folders");
+    }
+    let loaded = patch_path.map(load_patch).transpose()?;
+    let target = match loaded.as_ref().and_then(|(_, s)| s.target.as_ref()) {
+        Some(t) => Some(
+            labels
+                .iter()
+                .position(|l| l == t)
+                .with_context(|| format!("the patch targets \"{t}\", which is not among the labels"))?,
+        ),
+        None => None,
+    };
+    let (model, device) = load_model(&args.model)?;
+    if let Some((_, sidecar)) = &loaded
+        && sidecar.model != model.id()
+    {
+        eprintln!("note: the patch was trained on {}, evaluating on {}", sidecar.model, model.id());
+    }
+    let n = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+    let bar = progress_bar(n, "images");
+    let options = advclip::attack::evaluate::EvalOptions {
+        labels,
+        template,
+        target,
+        defences: &defences,
+        batch_size: args.model.forward_batch(),
+        limit,
+        probe,
+    };
+    let patch = loaded.as_ref().map(|(pixels, sidecar)| (pixels.as_slice(), &sidecar.placement));
+    let result =
+        advclip::attack::evaluate::evaluate_patch(&model, &dataset, patch, &options, &device, |k| bar.inc(k as u64));
+    bar.finish_and_clear();
+    let (reports, skipped) = result?;
+    if skipped > 0 {
+        eprintln!("warning: skipped {skipped} unreadable images");
+    }
+    let mut context = json!({"model": model.id(), "images": reports[0].zero_shot.images, "skipped_images": skipped});
+    if let (Some(path), Some((_, sidecar))) = (patch_path, &loaded) {
+        context["patch"] = json!(path.display().to_string());
+        context["mode"] = json!(sidecar.mode);
+        context["area_fraction"] = json!(sidecar.placement.area_fraction());
+        context["placement"] = json!(sidecar.placement);
+    }
+    if json {
+        let mut out = serde_json::to_value(&reports[0])?;
+        let object = out.as_object_mut().expect("an object");
+        object.remove("defence");
+        if loaded.is_none() {
+            // Without a patch only the clean numbers exist.
+            object.retain(|k, _| matches!(k.as_str(), "images" | "clean_accuracy" | "retrieval" | "mlp_probe"));
+        }
+        out["context"] = context;
+        if reports.len() > 1 {
+            out["defences"] = serde_json::to_value(&reports[1..])?;
+        }
+        println!("{out}");
+        return Ok(());
+    }
+    match (&loaded, patch_path) {
+        (Some((_, sidecar)), Some(path)) => {
+            let p = &sidecar.placement;
+            println!(
+                "model {}  patch {} ({}, {:.2} % of the image at row {}, col {})",
+                model.id(),
+                path.display(),
+                sidecar.mode,
+                100.0 * p.area_fraction(),
+                p.top,
+                p.left
+            );
+        }
+        _ => println!("model {}  no patch: clean zero-shot accuracy only", model.id()),
+    }
+    println!("{:12} {:>7} {:>7} {:>7} {:>7}", "condition", "clean", "patched", "fooled", "target");
+    for r in &reports {
+        let z = &r.zero_shot;
+        let t = z.targeted_success_rate.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        let condition = r.defence.clone().unwrap_or_else(|| "none".into());
+        if loaded.is_some() {
+            println!(
+                "{condition:12} {:>7.3} {:>7.3} {:>7.3} {t:>7}",
+                z.clean_accuracy, z.patched_accuracy, z.fooling_rate
+            );
+        } else {
+            println!("{condition:12} {:>7.3} {:>7} {:>7} {:>7}", z.clean_accuracy, "-", "-", "-");
+        }
+        if let Some(ret) = &r.retrieval {
+            println!(
+                "{:12} image->text R@1 {:.3} -> {:.3}  text->image R@1 {:.3} -> {:.3}",
+                "",
+                ret.image_to_text_clean.recall_at_1,
+                ret.image_to_text_patched.recall_at_1,
+                ret.text_to_image_clean.recall_at_1,
+                ret.text_to_image_patched.recall_at_1
+            );
+        }
+        if let Some(p) = &r.mlp_probe {
+            println!(
+                "{:12} MLP probe ({} train / {} test): {:.3} -> {:.3}, fooled {:.3}",
+                "", p.train_images, p.test_images, p.clean_accuracy, p.patched_accuracy, p.fooling_rate
+            );
+        }
+    }
+    Ok(())
+}
