@@ -44,6 +44,18 @@ fn predict_with(labels: &[String], renderer: Renderer, patch: Option<&str>) -> (
     (scenes.iter().map(|s| s.class).collect(), probs.chunks(labels.len()).map(argmax).collect())
 }
 
+/// Scenes a golden count may move by. The model, patches and scenes are fixed and inference is deterministic, but
+/// the CPU's float kernels differ between machines (AVX2, AVX-512), which can tip a near-tie scene either way.
+const SCENE_TOLERANCE: usize = 2;
+
+/// A share of the `SCENES` scenes equals its golden count within `tolerance` scenes, in either direction: a change
+/// for the better is as much news as one for the worse.
+#[track_caller]
+fn golden(what: &str, share: f64, count: usize, tolerance: usize) {
+    let got = (share * SCENES as f64).round() as usize;
+    assert!(got.abs_diff(count) <= tolerance, "{what}: {got}/{SCENES}, golden {count} (within {tolerance})");
+}
+
 fn share(hits: impl Iterator<Item = bool>) -> f64 {
     let v: Vec<bool> = hits.collect();
     v.iter().filter(|h| **h).count() as f64 / v.len() as f64
@@ -60,9 +72,9 @@ fn mini_clip_classifies_unseen_scenes() {
     let (truth, predicted) = predict(Renderer::Standard, None);
     let (top1, colour) = accuracy(&truth, &predicted);
     eprintln!("mini CLIP on {SCENES} unseen scenes: top-1 {top1:.3} (chance 0.028), colour {colour:.3}");
-    // Measured 0.956 top-1 (0.926-0.936 on 2360 other unseen scenes, README) and colour 1.000.
-    assert!(top1 >= 0.92, "top-1 {top1}");
-    assert!(colour >= 0.95, "colour {colour}");
+    // Golden: 172/180 top-1 (0.926-0.936 on 2360 other unseen scenes, README) and 180/180 colour.
+    golden("top-1", top1, 172, SCENE_TOLERANCE);
+    golden("colour", colour, 180, SCENE_TOLERANCE);
 }
 
 #[test]
@@ -70,9 +82,10 @@ fn mini_clip_on_a_renderer_it_never_saw() {
     let (truth, predicted) = predict(Renderer::Alternate, None);
     let (top1, colour) = accuracy(&truth, &predicted);
     eprintln!("mini CLIP on {SCENES} unseen scenes, alternate renderer: top-1 {top1:.3}, colour {colour:.3}");
-    // Measured 0.817 top-1 (0.803-0.831 on 2360 other unseen scenes, README); issue 4 asks for 0.80.
-    assert!(top1 >= 0.80, "top-1 {top1}");
-    assert!(colour >= 0.90, "colour {colour}");
+    // Golden: 147/180 top-1 (0.803-0.831 on 2360 other unseen scenes, README; issue 4 asked for 0.80), 179/180
+    // colour.
+    golden("top-1", top1, 147, SCENE_TOLERANCE);
+    golden("colour", colour, 179, SCENE_TOLERANCE);
 }
 
 #[test]
@@ -82,9 +95,9 @@ fn the_bundled_advclip_patch_breaks_zero_shot() {
     let (top1, colour) = accuracy(&truth, &patched);
     let fooled = share(clean.iter().zip(&patched).map(|(c, p)| c != p));
     eprintln!("with the 3 % AdvCLIP patch: top-1 {top1:.3}, colour {colour:.3}, fooling rate {fooled:.3}");
-    // Measured: top-1 0.083 (from 0.956), fooling rate 0.917; issue 4 asks for a top-1 of 0.20 or less.
-    assert!(top1 <= 0.12, "patched top-1 {top1}");
-    assert!(fooled >= 0.88, "fooling rate {fooled}");
+    // Golden: top-1 15/180 (from 172), 165/180 changed; issue 4 asked for a top-1 of 0.20 or less.
+    golden("patched top-1", top1, 15, SCENE_TOLERANCE);
+    golden("fooling rate", fooled, 165, SCENE_TOLERANCE);
 }
 
 #[test]
@@ -93,8 +106,8 @@ fn the_bundled_targeted_patch_pulls_toward_its_target() {
     let target = class_names().iter().position(|l| l == "green star").unwrap();
     let success = share(predicted.iter().map(|p| *p == target));
     eprintln!("targeted success toward \"green star\" (14 % patch, bottom right, trained there): {success:.3}");
-    // Measured 1.000 (chance: 1/36, and 1/6 of the scenes are green); issue 4 asks for 0.80.
-    assert!(success >= 0.95, "{success}");
+    // Golden: 180/180 (chance: 1/36, and 1/6 of the scenes are green); issue 4 asked for 0.80.
+    golden("targeted success", success, 180, SCENE_TOLERANCE);
 }
 
 fn colour_labels() -> Vec<String> {
@@ -113,10 +126,10 @@ fn the_bundled_advclip_patch_breaks_a_task_it_was_not_trained_for() {
     eprintln!(
         "colour naming, {SCENES} unseen scenes: clean {clean_accuracy:.3}, 3 % AdvCLIP patch {patched_accuracy:.3}, fooling rate {fooled:.3}"
     );
-    // Measured 1.000 clean, 0.211 patched, fooling rate 0.789.
-    assert!(clean_accuracy >= 0.95, "clean {clean_accuracy}");
-    assert!(patched_accuracy <= 0.25, "patched {patched_accuracy}");
-    assert!(fooled >= 0.75, "fooling rate {fooled}");
+    // Golden: 180/180 clean, 38/180 patched, 142/180 changed.
+    golden("clean", clean_accuracy, 180, SCENE_TOLERANCE);
+    golden("patched", patched_accuracy, 38, SCENE_TOLERANCE);
+    golden("fooling rate", fooled, 142, SCENE_TOLERANCE);
 }
 
 /// Writes scenes `0..count` of `seed` as an ImageFolder sorted by colour alone (`<root>/green/...`).
@@ -184,10 +197,11 @@ fn targeted_training_reaches_its_target_on_unseen_scenes() {
     eprintln!(
         "targeted \"green\" patch (12 %, 200 steps) on {SCENES} unseen scenes: success {success:.3}, clean {clean:.3}"
     );
-    // Measured 0.494 (0.617 on the model before its second fine-tune); without a patch 1/6 of the scenes are green
-    // (clean accuracy 1.000).
-    assert!(clean >= 0.95, "{report}");
-    assert!(success >= 0.4, "{report}");
+    // Golden: 89/180 on target (0.617 on the model before its second fine-tune); without a patch 1/6 of the scenes
+    // are green (clean 180/180). Two hundred training steps amplify kernel differences between CPUs more than
+    // inference does, hence the wider band.
+    golden("clean", clean, 180, SCENE_TOLERANCE);
+    golden("targeted success", success, 89, 9);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! In the browser (wasm32, headless Chromium): the tiny fixture CLIP matches the transformers reference on WebGPU
-//! and on the CPU fallback, and a few patch-training steps run and change the patch. Every read is async.
+//! and on the CPU fallback, a few patch-training steps run and change the patch, and the Session API refuses hostile
+//! input with JS errors and keeps working. Every read is async.
 //! Run with `scripts/test-web` (wasm-bindgen-test-runner + chromedriver); native builds compile this file to nothing.
 #![cfg(target_arch = "wasm32")]
 
@@ -134,4 +135,85 @@ async fn advclip_training_steps_run_on_webgpu() {
 #[wasm_bindgen_test]
 async fn advclip_training_steps_run_on_the_cpu_fallback() {
     advclip_steps_change_the_patch(Device::flex()).await;
+}
+
+/// The message of a JS `Error` the wasm API threw.
+fn message(e: wasm_bindgen::JsError) -> String {
+    let value: wasm_bindgen::JsValue = e.into();
+    js_sys::Error::from(value).message().into()
+}
+
+fn files(list: &[&[u8]]) -> js_sys::Array {
+    list.iter().map(|b| wasm_bindgen::JsValue::from(js_sys::Uint8Array::from(*b))).collect()
+}
+
+fn strings(list: &[&str]) -> js_sys::Array {
+    list.iter().map(|s| wasm_bindgen::JsValue::from_str(s)).collect()
+}
+
+fn options(json: serde_json::Value) -> wasm_bindgen::JsValue {
+    use serde::Serialize;
+    json.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap()
+}
+
+const PICTURE: &[u8] = include_bytes!("fixtures/images/square_224x224.png");
+
+/// The browser API refuses what the CLI refuses (the same library checks), with a JS `Error` carrying the reason,
+/// and the session keeps working afterwards.
+#[wasm_bindgen_test]
+async fn the_session_refuses_hostile_input_and_keeps_working() {
+    use advclip::web::Session;
+    let mut session = Session::create("cpu".into()).await.unwrap();
+    let mut nan = WEIGHTS.to_vec();
+    let at = {
+        let tensors = SafeTensors::deserialize(WEIGHTS).unwrap();
+        tensors.tensor("visual_projection.weight").unwrap().data().as_ptr() as usize - WEIGHTS.as_ptr() as usize
+    };
+    nan[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let e = message(session.load_model(nan, Some(CONFIG.into()), "nan.safetensors".into()).await.unwrap_err());
+    assert!(e.contains("NaN or infinite"), "{e}");
+    let deep = CONFIG.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000000");
+    assert_ne!(deep, CONFIG);
+    let e = message(session.load_model(WEIGHTS.to_vec(), Some(deep), "deep".into()).await.unwrap_err());
+    assert!(e.contains("over the limit"), "{e}");
+    let e = message(session.load_model(WEIGHTS.to_vec(), None, "lone".into()).await.unwrap_err());
+    assert!(e.contains("not an OpenAI preset"), "{e}");
+    session.load_model(WEIGHTS.to_vec(), Some(CONFIG.into()), "tiny".into()).await.unwrap();
+
+    let labels = strings(&["cat", "dog"]);
+    let mut jpeg = Vec::new();
+    image::load_from_memory(PICTURE)
+        .unwrap()
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
+    let cut = &jpeg[..jpeg.len() / 2];
+    let e = message(session.classify(files(&[cut]), labels.clone(), "a photo of a {}.".into(), 2).await.unwrap_err());
+    assert!(e.contains("truncated JPEG"), "{e}");
+
+    let mut patch = Vec::new();
+    image::RgbImage::from_pixel(5, 5, image::Rgb([9, 9, 9]))
+        .write_to(&mut std::io::Cursor::new(&mut patch), image::ImageFormat::Png)
+        .unwrap();
+    let sidecar = r#"{"version":2,"mode":"advclip","model":"m","image_size":32,"area_fraction":0.0244140625,
+        "placement":{"image_size":32,"size":5,"top":18446744073709551614,"left":25},"trained_spot":"fixed","seed":0,"steps":1}"#;
+    let e = message(session.load_patch(patch, sidecar.into()).unwrap_err());
+    assert!(e.contains("does not fit"), "{e}");
+
+    for (bad, why) in [
+        (serde_json::json!({"mode": "advclip", "steps": 1, "batch": 0}), "the batch must be between"),
+        (serde_json::json!({"mode": "advclip", "steps": 0}), "steps must be between"),
+        (serde_json::json!({"mode": "advclip", "steps": 1, "area": 0.9}), "must be in (0, 0.5)"),
+        (serde_json::json!({"mode": "advclip", "steps": 1, "spot": "fixed"}), "spot is for targeted training"),
+        (serde_json::json!({"mode": "advclip", "steps": 1, "placment": "x"}), "unknown field"),
+    ] {
+        let e = session.start_training(options(bad), files(&[PICTURE]), labels.clone(), "a photo of a {}.".into());
+        let e = message(e.unwrap_err());
+        assert!(e.contains(why), "{why}: {e}");
+    }
+    let e = session.start_training(options(serde_json::json!({"mode": "advclip", "steps": 1})), files(&[cut]), labels.clone(), "a photo of a {}.".into());
+    assert!(message(e.unwrap_err()).contains("training image 1"));
+
+    // Still classifies.
+    let results = session.classify(files(&[PICTURE]), labels, "a photo of a {}.".into(), 2).await.unwrap();
+    assert_eq!(js_sys::Array::from(&results).length(), 1);
 }

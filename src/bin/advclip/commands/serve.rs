@@ -1,11 +1,13 @@
 //! `advclip serve`: a small static HTTP server for the browser app (`www/` at `/`, `pkg/` and `assets/` beside it).
 //!
-//! Local use only: it binds 127.0.0.1, answers GET and HEAD, maps URL paths onto three folders and refuses anything
-//! that would leave them. One thread per connection is plenty for one browser.
+//! Local use only: it binds 127.0.0.1, answers GET and HEAD (requests parsed by `httparse`), maps URL paths onto
+//! three folders and serves only regular files inside them (no `..`, no symlink out). A fixed pool of workers
+//! behind a bounded queue serves the connections: a flood costs a bounded number of threads, never one each.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -34,40 +36,71 @@ pub fn serve(root: &Path, port: u16) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
     let address = listener.local_addr()?;
     println!("serving the advclip app at http://{address}/ (Ctrl-C to stop)");
-    let root = root.to_path_buf();
+    // A fixed pool of workers behind a bounded queue: a flood of (idle) connections costs WORKERS threads and
+    // QUEUE sockets, and what does not fit is answered 503 at once.
+    let (queue, work) = std::sync::mpsc::sync_channel::<TcpStream>(QUEUE);
+    let work = std::sync::Arc::new(std::sync::Mutex::new(work));
+    for _ in 0..WORKERS {
+        let (work, root) = (work.clone(), root.to_path_buf());
+        std::thread::spawn(move || {
+            loop {
+                let next = work.lock().map(|w| w.recv());
+                let Ok(Ok(stream)) = next else { return };
+                let _ = handle(stream, &root);
+            }
+        });
+    }
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let root = root.clone();
-        std::thread::spawn(move || {
-            let _ = handle(stream, &root);
-        });
+        if let Err(std::sync::mpsc::TrySendError::Full(mut stream)) = queue.try_send(stream) {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = respond(&mut stream, 503, TEXT, b"busy: too many connections\n", false);
+        }
     }
     Ok(())
 }
 
+/// Connections handled at once, and connections waiting for a worker.
+const WORKERS: usize = 8;
+const QUEUE: usize = 64;
+/// The request head (request line and headers) may be at most this long.
+const MAX_HEAD: usize = 16 * 1024;
+const TEXT: &str = "text/plain; charset=utf-8";
+
 fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.by_ref().take(8192).read_line(&mut request_line)?;
-    // Drain the headers; nothing in them changes the answer.
-    loop {
-        let mut line = String::new();
-        if reader.by_ref().take(8192).read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    let (method, target) = loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            // A client that sends nothing in time is dropped; a worker never waits on one for long.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return respond(&mut stream, 408, TEXT, b"request timeout\n", false);
+            }
+            Err(e) => return Err(e),
+        };
+        head.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {
+                break (request.method.unwrap_or("").to_string(), request.path.unwrap_or("/").to_string());
+            }
+            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) => return respond(&mut stream, 431, TEXT, b"request head too large\n", false),
+            Err(_) => return respond(&mut stream, 400, TEXT, b"malformed request\n", false),
         }
+    };
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return respond(&mut stream, 405, TEXT, b"only GET and HEAD\n", false);
     }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    if method != "GET" && method != "HEAD" {
-        return respond(&mut stream, 405, "text/plain; charset=utf-8", b"only GET and HEAD\n", method == "HEAD");
-    }
-    match resolve(root, target) {
-        Some(path) => match std::fs::read(&path) {
-            Ok(body) => respond(&mut stream, 200, content_type(&path), &body, method == "HEAD"),
-            Err(_) => respond(&mut stream, 404, "text/plain; charset=utf-8", b"not found\n", method == "HEAD"),
-        },
-        None => respond(&mut stream, 404, "text/plain; charset=utf-8", b"not found\n", method == "HEAD"),
+    match resolve(root, &target).map(|path| std::fs::read(&path).map(|body| (path, body))) {
+        Some(Ok((path, body))) => respond(&mut stream, 200, content_type(&path), &body, head_only),
+        _ => respond(&mut stream, 404, TEXT, b"not found\n", head_only),
     }
 }
 
@@ -90,7 +123,9 @@ fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     if rest.is_empty() || file.is_dir() {
         file = file.join("index.html");
     }
-    file.is_file().then_some(file)
+    // Only regular files that really lie in the folder: a symlink pointing out of it is not followed.
+    let (real, base) = (file.canonicalize().ok()?, base.canonicalize().ok()?);
+    (real.starts_with(&base) && real.is_file()).then_some(file)
 }
 
 fn percent_decode(path: &str) -> Option<String> {
@@ -129,8 +164,12 @@ fn content_type(path: &Path) -> &'static str {
 fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &[u8], head_only: bool) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
         404 => "Not Found",
-        _ => "Method Not Allowed",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
     };
     let header = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\
@@ -168,5 +207,11 @@ mod tests {
         assert_eq!(resolve(r, "/%2e%2e/secret.txt"), None);
         assert_eq!(resolve(r, "/missing.js"), None);
         assert_eq!(content_type(Path::new("a.wasm")), "application/wasm");
+        // A symlink inside a served folder that points out of it is not served.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(r.join("secret.txt"), r.join("www/link.txt")).unwrap();
+            assert_eq!(resolve(r, "/link.txt"), None);
+        }
     }
 }
