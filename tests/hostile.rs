@@ -245,7 +245,7 @@ fn absurd_flags_are_refused_up_front() {
     train(&["--batch", "100000"], "the batch must be between 1 and");
     train(&["--steps", "0"], "steps must be between 1 and");
     train(&["--area", "0.9"], "must be in (0, 0.5)");
-    train(&["--epochs", "18446744073709551615"], "too many steps");
+    train(&["--epochs", "18446744073709551615"], "steps must be between 1 and");
     refused(&["synth", "--out", s(&c.path("synth")), "--size", "100000", "--count", "1"], "scenes are between 1 and 2048");
     let long = "word ".repeat(100);
     refused(&["embed", "--weights", s(&tiny), "--text", &long], "tokens; the model reads at most 77");
