@@ -102,7 +102,12 @@ impl Corpus {
     }
 
     /// The tiny fixture CLIP in a folder, its config.json edited by `edit` and its weights by `edit_weights`.
-    fn model(&self, name: &str, edit: impl FnOnce(&mut serde_json::Value), weights: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    fn model(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+        weights: impl FnOnce(&mut Vec<u8>),
+    ) -> PathBuf {
         let dir = self.path(name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut config: serde_json::Value =
@@ -199,19 +204,27 @@ fn crafted_models_are_refused_before_anything_is_allocated() {
     let classify = |model: &Path, needle: &str| {
         refused(&["classify", "--weights", s(model), "--labels", "a,b", s(&fixture(IMAGE))], needle);
     };
-    let huge_grid = c.model("grid", |cfg| {
-        cfg["vision_config"]["image_size"] = 4096.into();
-        cfg["vision_config"]["patch_size"] = 1.into();
-    }, |_| {});
+    let huge_grid = c.model(
+        "grid",
+        |cfg| {
+            cfg["vision_config"]["image_size"] = 4096.into();
+            cfg["vision_config"]["patch_size"] = 1.into();
+        },
+        |_| {},
+    );
     classify(&huge_grid, "positions, over the limit");
     let deep = c.model("deep", |cfg| cfg["text_config"]["num_hidden_layers"] = 1_000_000_000u64.into(), |_| {});
     classify(&deep, "num_hidden_layers 1000000000 is over the limit");
     let eps = c.model("eps", |cfg| cfg["vision_config"]["layer_norm_eps"] = (-1.0).into(), |_| {});
     classify(&eps, "layer_norm_eps -1 must be a small positive number");
-    let nan = c.model("nan", |_| {}, |bytes| {
-        let at = tensor_offset(bytes, "visual_projection.weight");
-        bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    });
+    let nan = c.model(
+        "nan",
+        |_| {},
+        |bytes| {
+            let at = tensor_offset(bytes, "visual_projection.weight");
+            bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        },
+    );
     classify(&nan, "visual_projection.weight holds NaN or infinite values");
     // A header that claims more than the file holds, and a header length near 2^64.
     let mut lying = std::fs::read(fixture("tiny/model.safetensors")).unwrap();
@@ -246,7 +259,10 @@ fn absurd_flags_are_refused_up_front() {
     train(&["--steps", "0"], "steps must be between 1 and");
     train(&["--area", "0.9"], "must be in (0, 0.5)");
     train(&["--epochs", "18446744073709551615"], "steps must be between 1 and");
-    refused(&["synth", "--out", s(&c.path("synth")), "--size", "100000", "--count", "1"], "scenes are between 1 and 2048");
+    refused(
+        &["synth", "--out", s(&c.path("synth")), "--size", "100000", "--count", "1"],
+        "scenes are between 1 and 2048",
+    );
     let long = "word ".repeat(100);
     refused(&["embed", "--weights", s(&tiny), "--text", &long], "tokens; the model reads at most 77");
 }
@@ -283,9 +299,84 @@ fn crafted_sidecars_and_checkpoints_are_refused() {
     let out = c.path("run/p.png");
     let garbage = c.write("run/p.ckpt", b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}");
     refused(
-        &["train", "--weights", s(&tiny), "--data", s(&data), "--steps", "1", "--batch", "2", "--out", s(&out), "--resume"],
+        &[
+            "train",
+            "--weights",
+            s(&tiny),
+            "--data",
+            s(&data),
+            "--steps",
+            "1",
+            "--batch",
+            "2",
+            "--out",
+            s(&out),
+            "--resume",
+        ],
         "not a usable advclip checkpoint",
     );
-    assert_eq!(std::fs::read(&garbage).unwrap(), b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}", "the checkpoint was overwritten");
+    assert_eq!(
+        std::fs::read(&garbage).unwrap(),
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}",
+        "the checkpoint was overwritten"
+    );
     assert!(!out.exists());
+}
+
+/// `advclip serve` under hostile clients: a malformed request gets 400, a request head that never ends gets 431, a
+/// flood of idle connections gets 503s past the bounded queue instead of a thread each, and the server still answers
+/// once they are gone; a symlink out of the served folders is not followed.
+#[test]
+fn the_server_stays_bounded_and_answers_bad_requests() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    let c = Corpus::new();
+    for dir in ["www", "pkg", "assets"] {
+        std::fs::create_dir_all(c.path(dir)).unwrap();
+    }
+    c.write("www/index.html", b"<!doctype html><p>ok</p>");
+    c.write("secret.txt", b"secret");
+    std::os::unix::fs::symlink(c.path("secret.txt"), c.path("www/leak.txt")).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_advclip"))
+        .args(["serve", "--port", "0", "--root", s(&c.root)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address =
+        line.split("http://").nth(1).and_then(|r| r.split('/').next()).expect("serve prints its address").to_string();
+    let ask = |request: &[u8]| -> String {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.write_all(request).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let status = |answer: &str| answer.lines().next().unwrap_or("").to_string();
+    assert!(status(&ask(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")).contains("200"), "index");
+    assert!(status(&ask(b"GET /leak.txt HTTP/1.1\r\n\r\n")).contains("404"), "symlink out of www/ was followed");
+    assert!(status(&ask(b"\x00\x01 nonsense\r\n\r\n")).contains("400"), "malformed request");
+    assert!(status(&ask(b"POST / HTTP/1.1\r\n\r\n")).contains("405"));
+    // Exactly the head limit and still no end: the server reads all of it (so closing sends no reset) and refuses.
+    let start = b"GET / HTTP/1.1\r\nX-Pad: ";
+    let endless = [start.as_slice(), &vec![b'a'; 16 * 1024 - start.len()]].concat();
+    assert!(status(&ask(&endless)).contains("431"), "an endless request head");
+    // A flood of idle connections: the first ones tie up the workers and fill the queue, the rest are turned away.
+    let idle: Vec<TcpStream> = (0..120).map(|_| TcpStream::connect(&address).unwrap()).collect();
+    let mut turned_away = 0;
+    for stream in &idle {
+        stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut first = String::new();
+        if BufReader::new(stream).read_line(&mut first).is_ok() && first.contains("503") {
+            turned_away += 1;
+        }
+    }
+    assert!(turned_away >= 120 - 8 - 64 - 4, "only {turned_away} of 120 idle connections were turned away");
+    drop(idle);
+    assert!(status(&ask(b"GET / HTTP/1.1\r\n\r\n")).contains("200"), "the server answers again after the flood");
+    let _ = server.kill();
+    let _ = server.wait();
 }

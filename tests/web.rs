@@ -210,7 +210,12 @@ async fn the_session_refuses_hostile_input_and_keeps_working() {
         let e = message(e.unwrap_err());
         assert!(e.contains(why), "{why}: {e}");
     }
-    let e = session.start_training(options(serde_json::json!({"mode": "advclip", "steps": 1})), files(&[cut]), labels.clone(), "a photo of a {}.".into());
+    let e = session.start_training(
+        options(serde_json::json!({"mode": "advclip", "steps": 1})),
+        files(&[cut]),
+        labels.clone(),
+        "a photo of a {}.".into(),
+    );
     assert!(message(e.unwrap_err()).contains("training image 1"));
 
     // Still classifies.

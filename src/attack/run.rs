@@ -525,6 +525,10 @@ pub fn train_to_files(
             files.out.display()
         )));
     }
+    // The folder is made before the first step, so that a run never trains for nothing and then fails to save.
+    if let Some(parent) = files.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+    }
     let mut run = PatchRun::new(model, settings, device)?;
     let ckpt = files.checkpoint();
     if files.resume && ckpt.exists() {

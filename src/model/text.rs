@@ -57,6 +57,18 @@ impl TokenBatch {
         }
         Ok(Self { ids, batch: sequences.len(), length, eot_positions })
     }
+
+    /// The same batch cut after the last position any row pools at. Under the causal mask no position attends to a
+    /// later one, so what follows every EOT cannot change a pooled output: the cut batch encodes to the same
+    /// embeddings, for a fraction of the work (a prompt is ~10 tokens of the 77).
+    pub fn trimmed(&self) -> TokenBatch {
+        let used = self.eot_positions.iter().max().map_or(self.length, |&p| p + 1).min(self.length);
+        if used == self.length {
+            return self.clone();
+        }
+        let ids = self.ids.chunks(self.length).flat_map(|row| row[..used].iter().copied()).collect();
+        TokenBatch { ids, batch: self.batch, length: used, eot_positions: self.eot_positions.clone() }
+    }
 }
 
 impl TextTransformer {
@@ -96,8 +108,10 @@ impl TextTransformer {
         self.embeddings.token_embedding.forward(ids) + positions
     }
 
-    /// Pooled output (final-LN hidden state at each EOT), [batch, hidden].
+    /// Pooled output (final-LN hidden state at each EOT), [batch, hidden]. Runs only up to the last EOT
+    /// (`TokenBatch::trimmed`).
     pub fn forward(&self, tokens: &TokenBatch) -> Tensor<2> {
+        let tokens = &tokens.trimmed();
         let device = self.embeddings.token_embedding.weight.device();
         let hidden = self.encoder.forward(self.embed(tokens, &device), Some(causal_mask(tokens.length, &device)), None);
         self.pool(self.final_layer_norm.forward(hidden), tokens)

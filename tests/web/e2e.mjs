@@ -143,6 +143,9 @@ async function runBackend(browser, backend) {
 
     // Two training steps, with a live plot.
     if (TRAIN_BACKENDS.includes(backend)) {
+      // The page trains a targeted patch by default (fast); AdvCLIP is one click away.
+      check(await page.inputValue('[data-testid=train-mode]') === 'targeted', backend, 'targeted training is the default');
+      await page.selectOption('[data-testid=train-mode]', 'advclip');
       await page.fill('[data-testid=train-steps]', '2');
       if (files.length < 8) await page.fill('[data-testid=train-batch]', String(files.length));
       await page.click('[data-testid=train-button]');

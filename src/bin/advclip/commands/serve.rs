@@ -90,7 +90,9 @@ fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
                 break (request.method.unwrap_or("").to_string(), request.path.unwrap_or("/").to_string());
             }
             Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
-            Ok(httparse::Status::Partial) => return respond(&mut stream, 431, TEXT, b"request head too large\n", false),
+            Ok(httparse::Status::Partial) => {
+                return respond(&mut stream, 431, TEXT, b"request head too large\n", false);
+            }
             Err(_) => return respond(&mut stream, 400, TEXT, b"malformed request\n", false),
         }
     };
