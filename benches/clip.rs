@@ -114,6 +114,23 @@ fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
     None
 }
 
+/// The CPU model and the widest SIMD it has, as the kernels see it at run time.
+fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']));
+    #[cfg(target_arch = "x86_64")]
+    let simd = if std::arch::is_x86_feature_detected!("avx512f") {
+        "AVX-512"
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        "AVX2"
+    } else {
+        "SSE only"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = std::env::consts::ARCH;
+    format!("{} ({simd})", model.unwrap_or("an unknown CPU"))
+}
+
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -158,8 +175,9 @@ fn main() {
 
     let columns: Vec<String> = rows[0].per_second.iter().map(|(c, _)| c.clone()).collect();
     println!(
-        "\nCLIP ViT-B/32, fp32, random weights, {} threads, {seconds} s per cell\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "\nCLIP ViT-B/32, fp32, random weights, {} threads, {seconds} s per cell, on {}\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_description()
     );
     println!("| work | {} |", columns.join(" | "));
     println!("|---|{}", "---:|".repeat(columns.len()));

@@ -89,7 +89,10 @@ pub fn captioned_grid(result: &DemoResult, columns: usize, image_px: u32) -> Rgb
     const TEXT_SCALE: u32 = 3; // 8 px glyphs drawn 24 px tall
     const LINE: u32 = 8 * TEXT_SCALE + 8;
     let gap = 16;
-    let cell_w = 2 * image_px + gap;
+    let longest =
+        result.rows.iter().map(|r| 8 + r.truth.len().max(r.clean_top.len()).max(r.patched_top.len()) + 5).max();
+    let text_w = longest.unwrap_or(0) as u32 * 8 * TEXT_SCALE;
+    let cell_w = (2 * image_px + gap).max(text_w);
     let cell_h = image_px + 3 * LINE + gap;
     let columns = columns.clamp(1, result.rows.len().max(1)) as u32;
     let rows = (result.rows.len() as u32).div_ceil(columns).max(1);

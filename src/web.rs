@@ -73,7 +73,7 @@ fn ranked(labels: &[String], row: &[f32], k: usize) -> Vec<Ranked> {
 
 /// `startTraining`'s options; what is left out takes the engine's defaults (those of `advclip train` too).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct TrainRequest {
     mode: String,
     #[serde(default)]
@@ -89,6 +89,9 @@ struct TrainRequest {
     #[serde(default)]
     spot: TrainedSpot,
 }
+
+/// The keys `startTraining` accepts.
+const TRAIN_OPTIONS: [&str; 7] = ["mode", "target", "steps", "area", "batch", "seed", "spot"];
 
 fn default_area() -> f64 {
     DEFAULT_AREA_FRACTION
@@ -302,6 +305,17 @@ impl Session {
         labels: js_sys::Array,
         template: String,
     ) -> JsResult<()> {
+        // serde-wasm-bindgen reads a struct's known keys only, so a misspelt option would be silently ignored.
+        if let Some(object) = options.dyn_ref::<js_sys::Object>() {
+            for key in js_sys::Object::keys(object).iter().filter_map(|k| k.as_string()) {
+                if !TRAIN_OPTIONS.contains(&key.as_str()) {
+                    return Err(js_error(format!(
+                        "training options: unknown field `{key}`, expected one of {}",
+                        TRAIN_OPTIONS.join(", ")
+                    )));
+                }
+            }
+        }
         let request: TrainRequest =
             serde_wasm_bindgen::from_value(options).map_err(|e| js_error(format!("training options: {e}")))?;
         let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
