@@ -36,10 +36,7 @@ impl Item {
     /// Reads and decodes the image.
     pub fn load(&self) -> Result<RgbImage> {
         match &self.pixels {
-            Pixels::File(path) => {
-                let bytes = crate::read_regular_file(path, MAX_IMAGE_FILE_BYTES)?;
-                crate::preprocess::decode_image(&bytes, &path.display().to_string())
-            }
+            Pixels::File(path) => crate::preprocess::read_image_file(path),
             Pixels::Cifar { file, index } => {
                 use std::io::{Read, Seek, SeekFrom};
                 let mut f = std::fs::File::open(file).map_err(|e| Error::io(file.display(), e))?;
@@ -58,8 +55,6 @@ impl Item {
 }
 
 const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
-/// Image files above this are skipped as unreadable, before any byte is read (README: limits).
-pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
 /// Caption lists above this are refused.
 const MAX_LIST_BYTES: u64 = 1 << 30;
 const CIFAR_CLASSES: [&str; 10] =
@@ -235,4 +230,20 @@ fn has_image_extension(p: &Path) -> bool {
 fn is_cifar_batch(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "bin")
         && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains("batch"))
+}
+
+/// A dataset is what `advclip train` trains on: images read lazily, AdvCLIP's text from captions or class names.
+impl crate::attack::TrainingImages for Dataset {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn pixels(&self, index: usize, size: u32) -> Result<Vec<f32>> {
+        self.items[index].load().and_then(|img| crate::preprocess::unit_pixels(&img, size))
+    }
+    fn text(&self, index: usize, template: &str) -> Option<String> {
+        let item = &self.items[index];
+        item.caption
+            .clone()
+            .or_else(|| item.label.and_then(|l| self.class_names.get(l)).map(|c| template.replace("{}", c)))
+    }
 }

@@ -12,6 +12,16 @@ pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
 pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 /// Larger images are refused before their pixels are decoded (a decompression bomb costs nothing).
 pub const MAX_IMAGE_PIXELS: u64 = 64 * 1024 * 1024;
+/// Image files above this are refused before any byte is read (README: limits).
+pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
+
+/// Reads and decodes an image file (a regular file of at most `MAX_IMAGE_FILE_BYTES`), named by its path in errors.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_image_file(path: &std::path::Path) -> Result<RgbImage> {
+    let bytes = crate::read_regular_file(path, MAX_IMAGE_FILE_BYTES)?;
+    decode_image(&bytes, &path.display().to_string())
+}
+
 /// Longest side accepted, checked from the header.
 pub const MAX_IMAGE_SIDE: u32 = 16384;
 /// What a decoder may allocate: the largest accepted image as 16-bit RGBA.

@@ -344,9 +344,10 @@ impl Session {
             seed: request.seed,
             ..RunSettings::new(mode, labels, request.steps)
         };
-        let run = PatchRun::new(model, settings, &self.device).map_err(js_error)?;
+        // The images first: a bad file is found before the trainers are built.
         let size = model.config().vision.image_size as u32;
         let images = DecodedImages::decode(&bytes_list(images)?, size).map_err(js_error)?;
+        let run = PatchRun::new(model, settings, &self.device).map_err(js_error)?;
         self.training = Some(Training { run, images });
         Ok(())
     }

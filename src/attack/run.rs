@@ -85,7 +85,8 @@ impl RunSettings {
         Ok(())
     }
 
-    fn patch_mode(&self) -> PatchMode {
+    /// The kind of patch these settings train.
+    pub fn patch_mode(&self) -> PatchMode {
         match self.mode {
             AttackMode::AdvClip => PatchMode::Advclip,
             AttackMode::Targeted { .. } => PatchMode::Targeted,
@@ -96,8 +97,6 @@ impl RunSettings {
 /// The images a run trains on, read by index (lazily from disk for the CLI, from memory in the browser).
 pub trait TrainingImages {
     fn len(&self) -> usize;
-    /// How image `index` is named in warnings.
-    fn name(&self, index: usize) -> String;
     /// Image `index` resized and centre-cropped to `size`, as [0, 1] CHW pixels.
     fn pixels(&self, index: usize, size: u32) -> Result<Vec<f32>>;
     /// The text AdvCLIP pairs with image `index`: its caption, or a prompt (from `template`) of its class; `None`
@@ -132,33 +131,11 @@ impl TrainingImages for DecodedImages {
     fn len(&self) -> usize {
         self.pixels.len()
     }
-    fn name(&self, index: usize) -> String {
-        format!("training image {}", index + 1)
-    }
     fn pixels(&self, index: usize, _size: u32) -> Result<Vec<f32>> {
         Ok(self.pixels[index].clone())
     }
     fn text(&self, _index: usize, _template: &str) -> Option<String> {
         None
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl TrainingImages for crate::dataset::Dataset {
-    fn len(&self) -> usize {
-        self.items.len()
-    }
-    fn name(&self, index: usize) -> String {
-        self.items[index].name()
-    }
-    fn pixels(&self, index: usize, size: u32) -> Result<Vec<f32>> {
-        self.items[index].load().and_then(|img| crate::preprocess::unit_pixels(&img, size))
-    }
-    fn text(&self, index: usize, template: &str) -> Option<String> {
-        let item = &self.items[index];
-        item.caption
-            .clone()
-            .or_else(|| item.label.and_then(|l| self.class_names.get(l)).map(|c| template.replace("{}", c)))
     }
 }
 
@@ -307,13 +284,20 @@ impl PatchRun {
                     }
                     _ => None,
                 };
+                // One read for the six losses: each read waits for the device (a round trip on WebGPU).
+                let parts =
+                    [out.discriminator, out.generator, out.embedding, out.topology, out.gan, out.reconstruction];
+                let l = read_f32_async(Tensor::cat(parts.to_vec(), 0)).await?;
+                if l.len() != parts.len() {
+                    return Err(Error::internal(format!("read {} AdvCLIP losses, expected 6", l.len())));
+                }
                 let losses = StepLosses::AdvClip {
-                    discriminator: Loss(read_scalar_async(out.discriminator).await?),
-                    generator: Loss(read_scalar_async(out.generator).await?),
-                    embedding: Loss(read_scalar_async(out.embedding).await?),
-                    topology: Loss(read_scalar_async(out.topology).await?),
-                    gan: Loss(read_scalar_async(out.gan).await?),
-                    reconstruction: Loss(read_scalar_async(out.reconstruction).await?),
+                    discriminator: Loss(l[0]),
+                    generator: Loss(l[1]),
+                    embedding: Loss(l[2]),
+                    topology: Loss(l[3]),
+                    gan: Loss(l[4]),
+                    reconstruction: Loss(l[5]),
                 };
                 (losses, rate)
             }

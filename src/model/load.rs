@@ -52,13 +52,14 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
 
 /// A `config.json`: a regular text file of at most 1 MiB.
 #[cfg(not(target_arch = "wasm32"))]
-fn read_config(path: &Path) -> Result<String> {
+pub fn read_config(path: &Path) -> Result<String> {
     let bytes = crate::read_regular_file(path, 1 << 20)?;
     String::from_utf8(bytes).map_err(|_| Error::Config(format!("{}: not UTF-8 text", path.display())))
 }
 
+/// A weights file: a regular file of at most `MAX_WEIGHTS_BYTES`.
 #[cfg(not(target_arch = "wasm32"))]
-fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
+pub fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?;
     if !meta.is_file() {
         return Err(Error::weights(path.display(), "not a regular file"));

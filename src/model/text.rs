@@ -61,13 +61,18 @@ impl TokenBatch {
     /// The same batch cut after the last position any row pools at. Under the causal mask no position attends to a
     /// later one, so what follows every EOT cannot change a pooled output: the cut batch encodes to the same
     /// embeddings, for a fraction of the work (a prompt is ~10 tokens of the 77).
-    pub fn trimmed(&self) -> TokenBatch {
+    pub fn trimmed(&self) -> std::borrow::Cow<'_, TokenBatch> {
         let used = self.eot_positions.iter().max().map_or(self.length, |&p| p + 1).min(self.length);
         if used == self.length {
-            return self.clone();
+            return std::borrow::Cow::Borrowed(self);
         }
         let ids = self.ids.chunks(self.length).flat_map(|row| row[..used].iter().copied()).collect();
-        TokenBatch { ids, batch: self.batch, length: used, eot_positions: self.eot_positions.clone() }
+        std::borrow::Cow::Owned(TokenBatch {
+            ids,
+            batch: self.batch,
+            length: used,
+            eot_positions: self.eot_positions.clone(),
+        })
     }
 }
 
@@ -111,7 +116,7 @@ impl TextTransformer {
     /// Pooled output (final-LN hidden state at each EOT), [batch, hidden]. Runs only up to the last EOT
     /// (`TokenBatch::trimmed`).
     pub fn forward(&self, tokens: &TokenBatch) -> Tensor<2> {
-        let tokens = &tokens.trimmed();
+        let tokens = &*tokens.trimmed();
         let device = self.embeddings.token_embedding.weight.device();
         let hidden = self.encoder.forward(self.embed(tokens, &device), Some(causal_mask(tokens.length, &device)), None);
         self.pool(self.final_layer_norm.forward(hidden), tokens)

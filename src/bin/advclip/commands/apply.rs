@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use advclip::attack::patch_file::load_patch;
 use anyhow::{Context, Result};
 
-use super::{read_image, save_png};
+use super::save_png;
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
@@ -21,7 +21,7 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     let (patch, sidecar) = load_patch(&args.patch)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     for path in &args.images {
-        let img = read_image(path)?;
+        let img = advclip::preprocess::read_image_file(path)?;
         let patched = advclip::attack::placement::paste_on_image(&img, &patch, &sidecar.placement);
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
         let dest = args.out.join(format!("{name}.png"));

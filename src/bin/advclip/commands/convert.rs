@@ -14,9 +14,6 @@ pub struct ConvertArgs {
     out: PathBuf,
 }
 
-/// Weight files above this are refused before reading (ViT-L/14 in f32 is 1.7 GB).
-const MAX_WEIGHTS_FILE: u64 = 8 << 30;
-
 pub fn run(args: ConvertArgs) -> Result<()> {
     let (weights, out) = (&args.weights, &args.out);
     let (file, config) = if weights.is_dir() {
@@ -24,12 +21,11 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     } else {
         (weights.to_path_buf(), None)
     };
-    let bytes = advclip::read_regular_file(&file, MAX_WEIGHTS_FILE)?;
+    let bytes = advclip::model::load::read_weights_file(&file)?;
     let name = file.display().to_string();
     let header = advclip::model::inspect_weights(&bytes, &name)?;
     let config_json = match config.filter(|c| c.exists()) {
-        Some(c) => String::from_utf8(advclip::read_regular_file(&c, 1 << 20)?)
-            .with_context(|| format!("{}: not UTF-8 text", c.display()))?,
+        Some(c) => advclip::model::load::read_config(&c)?,
         None => advclip::model::load::config_for(&header, None, &name)?.to_hf_json(),
     };
     let converted = advclip::model::convert_to_f16(&bytes, &name)?;

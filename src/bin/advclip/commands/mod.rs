@@ -69,12 +69,7 @@ pub fn load_model(args: &ModelArgs) -> Result<(Clip, Device)> {
 
 /// Reads and decodes every image before any model work, so a bad file fails fast.
 pub fn read_images(paths: &[PathBuf]) -> Result<Vec<image::RgbImage>> {
-    paths.iter().map(|p| read_image(p)).collect()
-}
-
-pub fn read_image(path: &Path) -> Result<image::RgbImage> {
-    let bytes = advclip::read_regular_file(path, advclip::dataset::MAX_IMAGE_FILE_BYTES)?;
-    Ok(preprocess::decode_image(&bytes, &path.display().to_string())?)
+    Ok(paths.iter().map(|p| preprocess::read_image_file(p)).collect::<advclip::Result<_>>()?)
 }
 
 /// A [rows, cols] tensor as host rows.

@@ -116,7 +116,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // CLIP is frozen: no gradient is ever kept for its parameters.
     let model = load_model_on(&args.model.weights, &device)?.no_grad();
     let bar = progress_bar(steps, "steps");
-    let rate_name = if settings.mode == AttackMode::AdvClip { "fooled" } else { "on target" };
+    let rate_name = settings.patch_mode().rate_name();
     let sidecar = train_to_files(
         &model,
         &dataset,
