@@ -65,7 +65,7 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row]) {
         let mut trainer =
             TargetedPatchTrainer::new(patch, l2_normalize(labels.clone()), 4.6052, TargetedConfig::new(3));
         let per_s = throughput(batch, seconds, || {
-            let out = trainer.step(&model, images.clone(), &Paste::Fixed(placement), 0.05);
+            let out = trainer.step(&model, images.clone(), &Paste::Fixed(placement), None, 0.05);
             let _ = out.loss.into_data();
         });
         eprintln!("{name}: train batch {batch}: {per_s:.2} images/s");

@@ -144,10 +144,12 @@ impl Session {
     pub async fn create(backend: String) -> JsResult<Session> {
         console_error_panic_hook();
         let (device, backend, adapter) = match backend.as_str() {
-            "cpu" => (Device::flex(), "cpu".to_string(), "CPU (wasm)".to_string()),
+            "cpu" => (Device::flex(), "cpu".to_string(), cpu_description()),
             "webgpu" | "auto" => match webgpu().await {
                 Ok((device, adapter)) => (device, "webgpu".to_string(), adapter),
-                Err(e) if backend == "auto" => (Device::flex(), "cpu".to_string(), format!("CPU (wasm; WebGPU: {e})")),
+                Err(e) if backend == "auto" => {
+                    (Device::flex(), "cpu".to_string(), format!("{}; WebGPU: {e}", cpu_description()))
+                }
                 Err(e) => return Err(js_error(format!("WebGPU is not available: {e}"))),
             },
             other => return Err(js_error(format!("unknown backend \"{other}\"; use auto, webgpu or cpu"))),
@@ -173,15 +175,17 @@ impl Session {
     }
 
     /// Loads a Hugging Face CLIP `model.safetensors` (f32 or f16) with its `config.json` (optional for the standard
-    /// OpenAI sizes). Returns `{ name, imageSize, parameters, fingerprint }`.
+    /// OpenAI sizes). Returns `{ name, imageSize, parameters, fingerprint }`. The bytes stay in their JS buffer and
+    /// are copied into the model 32 MB at a time, so the wasm memory never holds a second copy of the file.
     #[wasm_bindgen(js_name = loadModel)]
     pub async fn load_model(
         &mut self,
-        weights: Vec<u8>,
+        weights: js_sys::Uint8Array,
         config_json: Option<String>,
         name: String,
     ) -> JsResult<JsValue> {
-        let clip = crate::model::load_clip_from_bytes(weights, config_json.as_deref(), &name, &self.device)
+        let source = JsWeights(weights);
+        let clip = crate::model::load_clip_from_source(&source, config_json.as_deref(), &name, &self.device)
             .map_err(js_error)?
             .no_grad();
         #[derive(Serialize)]
@@ -515,6 +519,38 @@ async fn webgpu() -> std::result::Result<(Device, String), String> {
 async fn webgpu() -> std::result::Result<(Device, String), String> {
     Err("this build of advclip has no WebGPU support (built without the wgpu feature)".into())
 }
+
+/// A weights file in a JS `Uint8Array`, read a piece at a time into wasm memory.
+struct JsWeights(js_sys::Uint8Array);
+
+impl crate::model::WeightsBytes for JsWeights {
+    fn len(&self) -> u64 {
+        self.0.length() as u64
+    }
+
+    fn read_into(&self, offset: u64, out: &mut [u8]) -> crate::Result<()> {
+        let start = u32::try_from(offset).ok();
+        let end = start.and_then(|s| s.checked_add(u32::try_from(out.len()).ok()?)).filter(|&e| e <= self.0.length());
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(crate::Error::Internal("weights read past the end of the buffer".into()));
+        };
+        self.0.subarray(start, end).copy_to(out);
+        Ok(())
+    }
+}
+
+/// The CPU path as the page shows it: single-threaded, or the threaded build's pool size.
+fn cpu_description() -> String {
+    #[cfg(feature = "threads")]
+    return format!("CPU (wasm, {} threads)", rayon::current_num_threads());
+    #[cfg(not(feature = "threads"))]
+    return "CPU (wasm)".to_string();
+}
+
+/// The threaded build's pool: `initThreadPool(n)` must be awaited once, after the module's init and before any
+/// model call, from a worker (a pool thread blocks, which the page's main thread may not).
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 /// Panics are bugs; route their message to the console so a report can say what happened.
 fn console_error_panic_hook() {

@@ -127,7 +127,7 @@ fn patch_gradient_and_adam_steps_through_clip_match_pytorch() {
 
     // Three Adam steps (lr 0.05, betas 0.5/0.999), each followed by the [0, 1] clamp.
     for step in 0..3 {
-        let out = trainer.step(&model, images.clone(), &attack::placement::Paste::Fixed(placement), 0.05);
+        let out = trainer.step(&model, images.clone(), &attack::placement::Paste::Fixed(placement), None, 0.05);
         assert_allclose(
             &format!("loss at step {step}"),
             &values(out.loss),

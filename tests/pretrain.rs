@@ -27,11 +27,16 @@ fn a_few_contrastive_steps_lower_the_loss() {
         let (pixels, tokens) = synth_batch(&config, &tokenizer, 11, 0, batch, 1.0, 0.0, &device).unwrap();
         losses.push(values(trainer.step(pixels, &tokens))[0]);
     }
-    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+    // Only the first loss is the untrained model's: after it the optimiser is already at work, and how fast the
+    // first steps leave chance varies with the CPU's summation order (CI saw a mean over steps 1-5 of 2.40, this
+    // machine 2.97).
+    let first = losses[0];
     let last: f32 = losses[steps - 5..].iter().sum::<f32>() / 5.0;
-    eprintln!("contrastive loss: first 5 steps {first:.3}, last 5 steps {last:.3} (chance ln 16 = 2.773)");
-    assert!((first - 16f32.ln()).abs() < 0.3, "an untrained model starts near chance: {first}");
-    assert!(last < first - 0.3, "the loss did not fall: {losses:?}");
+    eprintln!("contrastive loss: step 1 {first:.3}, last 5 steps {last:.3} (chance ln 16 = 2.773): {losses:?}");
+    // Random features under CLIP's logit scale (14.3) spread the logits, so the untrained loss sits at or a little
+    // above chance (3.17 here), never well below it.
+    assert!(first > 16f32.ln() - 0.3, "an untrained model cannot beat chance: {first}");
+    assert!(last < 16f32.ln() - 1.0 && last < first - 1.0, "the loss did not fall well below chance: {losses:?}");
 
     let clip = trainer.model.into_clip().unwrap();
     let bytes = advclip::model::save_clip_safetensors(&clip, true).unwrap();

@@ -170,15 +170,20 @@ async fn the_session_refuses_hostile_input_and_keeps_working() {
         tensors.tensor("visual_projection.weight").unwrap().data().as_ptr() as usize - WEIGHTS.as_ptr() as usize
     };
     nan[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let e = message(session.load_model(nan, Some(CONFIG.into()), "nan.safetensors".into()).await.unwrap_err());
+    let e =
+        message(session.load_model(js_bytes(&nan), Some(CONFIG.into()), "nan.safetensors".into()).await.unwrap_err());
     assert!(e.contains("NaN or infinite"), "{e}");
     let deep = CONFIG.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000000");
     assert_ne!(deep, CONFIG);
-    let e = message(session.load_model(WEIGHTS.to_vec(), Some(deep), "deep".into()).await.unwrap_err());
+    let e = message(session.load_model(js_bytes(WEIGHTS), Some(deep), "deep".into()).await.unwrap_err());
     assert!(e.contains("over the limit"), "{e}");
-    let e = message(session.load_model(WEIGHTS.to_vec(), None, "lone".into()).await.unwrap_err());
+    let e = message(session.load_model(js_bytes(WEIGHTS), None, "lone".into()).await.unwrap_err());
     assert!(e.contains("not an OpenAI preset"), "{e}");
-    session.load_model(WEIGHTS.to_vec(), Some(CONFIG.into()), "tiny".into()).await.unwrap();
+    // Cut short, the file is refused from its header, before any tensor is read.
+    let cut = &WEIGHTS[..WEIGHTS.len() - 100];
+    let e = message(session.load_model(js_bytes(cut), Some(CONFIG.into()), "cut".into()).await.unwrap_err());
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+    session.load_model(js_bytes(WEIGHTS), Some(CONFIG.into()), "tiny".into()).await.unwrap();
 
     let labels = strings(&["cat", "dog"]);
     let mut jpeg = Vec::new();
@@ -222,4 +227,9 @@ async fn the_session_refuses_hostile_input_and_keeps_working() {
     // Still classifies.
     let results = session.classify(files(&[PICTURE]), labels, "a photo of a {}.".into(), 2).await.unwrap();
     assert_eq!(js_sys::Array::from(&results).length(), 1);
+}
+
+/// Bytes as the page hands them to `Session.loadModel`: a JS `Uint8Array`.
+fn js_bytes(bytes: &[u8]) -> js_sys::Uint8Array {
+    js_sys::Uint8Array::from(bytes)
 }

@@ -110,14 +110,16 @@ function failed(item, e) {
 
 // ---- webcam frames and drawings ----
 
-// A webcam frame: goes through the same queue as everything else; none while training.
+// A webcam frame: goes through the same queue as everything else; none while training. Returns its { clean,
+// patched } top-k lists, or null when it was not classified.
 export async function classifyFrame(frame) {
   const p = prompts();
-  if (!state.model || !p || state.training) return;
+  if (!state.model || !p || state.training) return null;
   const size = Math.max(state.model.imageSize, 224);
   const { rgba, width, height } = frame(size);
   const { result } = await call('classifyRgba', { rgba, width, height, ...p, topK: TOP_K }, [rgba.buffer]);
   renderPrediction($('live-result'), result);
+  return result;
 }
 
 // The drawing pad's picture (`pad` from drawing.js's setupDrawing).

@@ -4,6 +4,7 @@ import { state } from './state.js';
 import { $, showAlert } from './ui.js';
 import { resultCard } from './results.js';
 import { createWebcam } from './webcam.js';
+import { webcamRunning, frameContext, addFrame, setReference } from './webcam-share.js';
 import { setupDrawing, PALETTE } from './drawing.js';
 import { classifyItems, classifyFrame, classifyDrawing } from './classify.js';
 import { updateStage, placeOverlay, downloadPatched } from './patch.js';
@@ -54,11 +55,17 @@ function resultElement(item) {
 
 // ---- webcam ----
 
-// The live webcam; its frames are classified by classify.js. Returns webcam.js's { toggle }.
+// The live webcam; its frames are classified by classify.js and counted by webcam-share.js. Returns webcam.js's
+// { toggle }.
 export function setupWebcam() {
+  $('webcam-set-reference').addEventListener('click', setReference);
   return createWebcam($('webcam'), {
-    classify: classifyFrame,
+    classify: async (frame) => {
+      const context = frameContext(); // before the frame joins the worker's queue
+      addFrame(await classifyFrame(frame), context);
+    },
     onChange: (running) => {
+      webcamRunning(running);
       $('live').hidden = !running;
       $('webcam-button').textContent = running ? 'Stop webcam' : 'Start webcam';
       $('webcam-button').setAttribute('aria-pressed', String(running));

@@ -16,7 +16,9 @@ async function startSession() {
   state.client = startWorker();
   state.backend = state.adapter = '';
   const backend = $('backend-select').value;
-  const { result } = await call('create', { backend });
+  // ?threads=N sets the CPU path's pool size (1: single-threaded); by default it uses every core.
+  const threads = Number(new URLSearchParams(location.search).get('threads')) || undefined;
+  const { result } = await call('create', { backend, threads });
   [state.backend, state.adapter] = [result.backend, result.adapter];
   setMetrics();
 }

@@ -8,16 +8,22 @@ let session = null;
 let queue = Promise.resolve();
 
 const ops = {
-  async create({ backend }) {
-    let mod;
-    try {
-      mod = await import('../pkg/advclip.js');
-      await mod.default();
-    } catch (e) {
-      throw new Error(`cannot load the wasm package (../pkg/advclip.js): ${message(e)}`);
-    }
-    session = await mod.Session.create(backend);
-    return { backend: session.backend(), adapter: session.adapter() };
+  // `threads`: the CPU path's pool size (default: every core; 1 = the single-threaded build).
+  async create({ backend, threads }) {
+    const pool = Math.max(1, Math.min(threads ?? cores(), cores()));
+    // The threaded package is CPU-only: take it when the CPU path is what this session will run on.
+    let gpuMissing = null;
+    if (backend === 'auto' && pool > 1 && self.crossOriginIsolated) gpuMissing = await webgpuMissing();
+    const threaded = pool > 1 && self.crossOriginIsolated && (backend === 'cpu' || gpuMissing !== null);
+    let mod = threaded ? await loadPackage('../pkg/threads/advclip.js', pool).catch((e) => {
+      console.warn(`the threaded CPU build did not load, using the single-threaded one: ${message(e)}`);
+      return null;
+    }) : null;
+    const ranThreaded = mod !== null;
+    mod ??= await loadPackage('../pkg/advclip.js', 1);
+    session = await mod.Session.create(ranThreaded ? 'cpu' : backend);
+    const adapter = session.adapter() + (ranThreaded && gpuMissing ? `; WebGPU: ${gpuMissing}` : '');
+    return { backend: session.backend(), adapter };
   },
   loadModel: ({ weights, config, name }) => need().loadModel(weights, config ?? undefined, name),
   classify: ({ images, labels, template, topK }) => need().classify(images, labels, template, topK),
@@ -32,6 +38,32 @@ const ops = {
   trainStep: () => need().trainStep(),
   exportPatch: () => need().exportPatch(),
 };
+
+function cores() {
+  return navigator.hardwareConcurrency || 1;
+}
+
+// Imports a wasm package and, for the threaded one, starts its pool of `pool` workers.
+async function loadPackage(url, pool) {
+  try {
+    const mod = await import(url);
+    await mod.default();
+    if (pool > 1) await mod.initThreadPool(pool);
+    return mod;
+  } catch (e) {
+    throw new Error(`cannot load the wasm package (${url}): ${message(e)}`);
+  }
+}
+
+// Why WebGPU cannot be used here, or null when it can (what "auto" then picks).
+async function webgpuMissing() {
+  if (!navigator.gpu) return 'this browser has no WebGPU';
+  try {
+    return (await navigator.gpu.requestAdapter()) ? null : 'no WebGPU adapter';
+  } catch (e) {
+    return `no WebGPU adapter (${message(e)})`;
+  }
+}
 
 function need() {
   if (!session) throw new Error('the model session is not ready yet');

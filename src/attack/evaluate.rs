@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use super::defence::Defence;
 use super::metrics::{RetrievalMetrics, ZeroShotMetrics, retrieval_metrics, zero_shot_metrics};
-use super::placement::{PatchPlacement, normalize_pixels, paste_patch};
+use super::placement::{
+    PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_patch, paste_patch_transformed,
+};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::host::read_f32 as read;
@@ -35,8 +37,20 @@ pub struct RetrievalReport {
     pub text_to_image_patched: RetrievalMetrics,
 }
 
+/// Where the patch goes on each evaluated image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalSpot {
+    /// At its sidecar's placement, pixel for pixel.
+    Fixed,
+    /// Anywhere: per image a fresh seeded draw of position, side (0.8-1.2x the patch's own) and rotation (up to 22.5
+    /// degrees), the distribution a patch trained for any spot is trained on; the rotated patch stays whole inside
+    /// the image. The same seed gives every image the same draw whatever the batch size.
+    Random { seed: u64 },
+}
+
 pub struct EvalOptions<'a> {
     pub labels: &'a [String],
+    pub spot: EvalSpot,
     pub template: &'a str,
     pub target: Option<usize>,
     pub defences: &'a [Defence],
@@ -108,9 +122,22 @@ pub fn evaluate_patch(
         }
         let b = images.len();
         let clean = Tensor::<4>::from_data(TensorData::new(images.concat(), [b, 3, size, size]), device);
-        let patched = match &patch {
-            Some((p, placement)) => paste_patch(clean.clone(), p.clone(), placement),
-            None => clean.clone(),
+        let patched = match (&patch, options.spot) {
+            (Some((p, placement)), EvalSpot::Fixed) => paste_patch(clean.clone(), p.clone(), placement),
+            (Some((p, placement)), EvalSpot::Random { seed }) => {
+                let ranges = TransformRanges::around_area(placement.area_fraction());
+                let each: Vec<Tensor<4>> = (0..b)
+                    .map(|i| {
+                        // The image's place among those read so far: the same draw whatever the batch size.
+                        let index = truth.len() - b + i;
+                        let mut rng = crate::rng::SeededRng::new(seed, &format!("eval spot {index}"));
+                        let transform = PatchTransform::sample(size, &ranges, &mut rng);
+                        paste_patch_transformed(clean.clone().narrow(0, i, 1), p.clone(), &transform)
+                    })
+                    .collect();
+                Tensor::cat(each, 0)
+            }
+            (None, _) => clean.clone(),
         };
         let (clean_host, patched_host) = (read(clean)?, read(patched)?);
         for (c, defence) in conditions.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The AdvCLIP attack and the targeted patch: placement, generator, discriminator, losses, training runs, metrics.
 
 pub mod advclip;
+pub mod camera;
 pub mod discriminator;
 pub mod generator;
 pub mod losses;

@@ -5,6 +5,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::camera::{CameraEffects, CameraRanges};
 use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels};
 use crate::model::Clip;
 use crate::rng::SeededRng;
@@ -29,8 +30,9 @@ impl PatchPixels {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrainedSpot {
-    /// Anywhere in the image, scaled 0.8-1.2x and rotated up to 22.5 degrees (expectation over transformations):
-    /// a patch to print or to put at any spot.
+    /// Anywhere in the image, scaled 0.8-1.2x, rotated up to 22.5 degrees, and printed and seen through a camera
+    /// (colour, contrast, brightness, blur and noise; `camera.rs`), a fresh draw each step (expectation over
+    /// transformations): a patch to print or to put at any spot.
     #[default]
     Random,
     /// Only at the placement it is shown at, pixel for pixel: a digital patch for that one spot, far stronger
@@ -109,9 +111,20 @@ impl TargetedPatchTrainer {
         self.config.spot
     }
 
-    /// Zero-shot logits of `images` (in [0, 1]) wearing the current patch pasted by `paste`, [B, labels].
-    pub fn patched_logits(&self, model: &Clip, images: Tensor<4>, paste: &Paste) -> Tensor<2> {
-        let patched = paste.apply(images, self.patch.pixels.val());
+    /// Zero-shot logits of `images` (in [0, 1]) wearing the current patch pasted by `paste` (printed and seen
+    /// through `camera` when given), [B, labels].
+    pub fn patched_logits(
+        &self,
+        model: &Clip,
+        images: Tensor<4>,
+        paste: &Paste,
+        camera: Option<&CameraEffects>,
+    ) -> Tensor<2> {
+        let patch = self.patch.pixels.val();
+        let patched = match camera {
+            Some(c) => c.on_images(paste.apply(images, c.on_patch(patch))),
+            None => paste.apply(images, patch),
+        };
         let embeddings = model.encode_image(normalize_pixels(patched));
         embeddings.matmul(self.label_embeddings.clone().transpose()).mul_scalar(self.logit_scale.exp())
     }
@@ -124,8 +137,15 @@ impl TargetedPatchTrainer {
     }
 
     /// One Adam step of `learning_rate` on a batch, the patch then clamped back to valid pixels.
-    pub fn step(&mut self, model: &Clip, images: Tensor<4>, paste: &Paste, learning_rate: f64) -> TargetedStep {
-        let logits = self.patched_logits(model, images, paste);
+    pub fn step(
+        &mut self,
+        model: &Clip,
+        images: Tensor<4>,
+        paste: &Paste,
+        camera: Option<&CameraEffects>,
+        learning_rate: f64,
+    ) -> TargetedStep {
+        let logits = self.patched_logits(model, images, paste, camera);
         let predictions = logits.clone().detach().argmax(1).squeeze_dim(1);
         let loss = self.loss(logits);
         let grads = GradientsParams::from_grads(loss.backward(), &self.patch);
@@ -138,7 +158,8 @@ impl TargetedPatchTrainer {
 
     /// Step `step` of a `total`-step training run (CLI and browser alike), at that step's learning rate: the patch
     /// pasted at `placement` (`TrainedSpot::Fixed`) or by that step's seeded draw of the expectation over
-    /// transformations around `placement`'s size (`Random`).
+    /// transformations around `placement`'s size, printed and seen through that step's draw of camera effects
+    /// (`Random`).
     pub fn training_step(
         &mut self,
         model: &Clip,
@@ -148,16 +169,18 @@ impl TargetedPatchTrainer {
         step: usize,
         total: usize,
     ) -> TargetedStep {
-        let paste = match self.config.spot {
-            TrainedSpot::Fixed => Paste::Fixed(*placement),
+        let (paste, camera) = match self.config.spot {
+            TrainedSpot::Fixed => (Paste::Fixed(*placement), None),
             TrainedSpot::Random => {
                 let mut rng = SeededRng::new(seed, &format!("transform {step}"));
                 let ranges = TransformRanges::around_area(placement.area_fraction());
-                Paste::Transformed(PatchTransform::sample(placement.image_size, &ranges, &mut rng))
+                let transform = PatchTransform::sample(placement.image_size, &ranges, &mut rng);
+                let camera = CameraEffects::sample(&CameraRanges::default(), &mut rng);
+                (Paste::Transformed(transform), Some(camera))
             }
         };
         let learning_rate = self.config.learning_rate_at(step, total);
-        self.step(model, images, &paste, learning_rate)
+        self.step(model, images, &paste, camera.as_ref(), learning_rate)
     }
 
     /// The patch and the optimizer state, for checkpoints (reads the patch synchronously: native only).

@@ -4,11 +4,16 @@ use std::collections::BTreeMap;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
+#[cfg(not(target_arch = "wasm32"))]
+use super::safetensors_file::WeightsFile;
+
 use burn::store::{
     BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 use burn::tensor::{DType, Device};
 use safetensors::{Dtype, SafeTensors};
+
+use super::safetensors_file::{Fingerprint, SafetensorsLayout, WeightsBytes, all_finite};
 
 use super::clip::Clip;
 use super::config::ClipConfig;
@@ -37,17 +42,17 @@ pub fn load_clip(path: &Path, device: &Device) -> Result<Clip> {
             true => Some(read_config(&config_path)?),
             false => None,
         };
-        let bytes = read_weights_file(&weights)?;
-        return load_clip_from_bytes(bytes, config_json.as_deref(), &weights.display().to_string(), device);
+        let file = WeightsFile::open(&weights, MAX_WEIGHTS_BYTES)?;
+        return load_clip_from_source(&file, config_json.as_deref(), &weights.display().to_string(), device);
     }
     if !path.exists() {
         return Err(Error::weights(shown, "no such file or folder"));
     }
-    let bytes = read_weights_file(path)?;
+    let file = WeightsFile::open(path, MAX_WEIGHTS_BYTES)?;
     // A `config.json` beside a lone file is the folder layout under another file name: use it.
     let config_json =
         path.parent().map(|p| p.join("config.json")).filter(|p| p.exists()).map(|p| read_config(&p)).transpose()?;
-    load_clip_from_bytes(bytes, config_json.as_deref(), &shown.to_string(), device)
+    load_clip_from_source(&file, config_json.as_deref(), &shown.to_string(), device)
 }
 
 /// A `config.json`: a regular text file of at most 1 MiB.
@@ -77,81 +82,52 @@ pub fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
 pub struct WeightsHeader {
     pub shapes: BTreeMap<String, Vec<usize>>,
     pub logit_scale: f32,
+    pub layout: SafetensorsLayout,
 }
 
-/// Parses and validates the safetensors header of `bytes` (`name` is used in messages).
+/// Parses and validates the safetensors header of `bytes` and checks that every float in it is finite (`name` is
+/// used in messages).
 pub fn inspect_weights(bytes: &[u8], name: &str) -> Result<WeightsHeader> {
-    if let Some(kind) = pickle_kind(bytes) {
-        return Err(Error::weights(
-            name,
-            format!(
-                "is a PyTorch {kind}, not safetensors; pickles are not loaded (they can run code): use the model's model.safetensors"
-            ),
-        ));
+    let header = read_weights_header(bytes, name)?;
+    for (tensor, info) in &header.layout.tensors {
+        let at = header.layout.data_start as usize;
+        let data = &bytes[at + info.data_offsets.0..at + info.data_offsets.1];
+        check_finite(tensor, info.dtype, data, name)?;
     }
-    let tensors = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::weights(name, format!("not a valid safetensors file (corrupt or truncated?): {e}")))?;
-    let shapes: BTreeMap<String, Vec<usize>> =
-        tensors.iter().map(|(n, view)| (n.to_string(), view.shape().to_vec())).collect();
-    let view = tensors
-        .tensor("logit_scale")
-        .map_err(|_| Error::weights(name, "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint"))?;
-    let data = view.data();
-    let logit_scale = match (view.dtype(), data.len()) {
+    Ok(header)
+}
+
+/// The header and `logit_scale` of a checkpoint, read without its other tensors.
+pub fn read_weights_header(source: &(impl WeightsBytes + ?Sized), name: &str) -> Result<WeightsHeader> {
+    let layout = SafetensorsLayout::read(source, name)?;
+    let missing = || Error::weights(name, "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint");
+    let info = layout.info("logit_scale").ok_or_else(missing)?.clone();
+    let data = layout.tensor_bytes(source, "logit_scale")?.ok_or_else(missing)?;
+    let logit_scale = match (info.dtype, data.len()) {
         (Dtype::F32, 4) => f32::from_le_bytes([data[0], data[1], data[2], data[3]]),
         (Dtype::F16, 2) => half::f16::from_le_bytes([data[0], data[1]]).to_f32(),
         (Dtype::BF16, 2) => half::bf16::from_le_bytes([data[0], data[1]]).to_f32(),
         (dtype, _) => {
             return Err(Error::weights(
                 name,
-                format!("logit_scale is {dtype:?} with shape {:?}, expected one float", view.shape()),
+                format!("logit_scale is {dtype:?} with shape {:?}, expected one float", info.shape),
             ));
         }
     };
     if !logit_scale.is_finite() {
         return Err(Error::weights(name, "logit_scale is not a finite number"));
     }
-    for (tensor, view) in tensors.iter() {
-        if !all_finite(view.dtype(), view.data()) {
-            return Err(Error::weights(
-                name,
-                format!(
-                    "tensor {tensor} holds NaN or infinite values: the weights are corrupt and would give no valid output"
-                ),
-            ));
-        }
-    }
-    Ok(WeightsHeader { shapes, logit_scale })
+    Ok(WeightsHeader { shapes: layout.shapes(), logit_scale, layout })
 }
 
-/// Whether every float of a tensor is finite (integer tensors always are). A float is not finite exactly when its
-/// exponent bits are all ones, which is checked on the raw little-endian bits.
-fn all_finite(dtype: Dtype, data: &[u8]) -> bool {
-    match dtype {
-        Dtype::F32 => {
-            data.chunks_exact(4).all(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7F80_0000 != 0x7F80_0000)
-        }
-        Dtype::F16 => data.chunks_exact(2).all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7C00 != 0x7C00),
-        Dtype::BF16 => data.chunks_exact(2).all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7F80 != 0x7F80),
-        Dtype::F64 => data.chunks_exact(8).all(|c| {
-            u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) & 0x7FF0_0000_0000_0000 != 0x7FF0_0000_0000_0000
-        }),
-        _ => true,
+fn check_finite(tensor: &str, dtype: Dtype, data: &[u8], name: &str) -> Result<()> {
+    if all_finite(dtype, data) {
+        return Ok(());
     }
-}
-
-/// FNV-1a over 8-byte words of the file: fast enough for 600 MB, and any changed weight changes it.
-fn fingerprint(bytes: &[u8]) -> u64 {
-    let words = bytes.chunks(8).map(|c| c.iter().rev().fold(0u64, |w, &b| (w << 8) | b as u64));
-    words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| (h ^ w).wrapping_mul(0x100_0000_01b3))
-}
-
-fn pickle_kind(bytes: &[u8]) -> Option<&'static str> {
-    match bytes {
-        [b'P', b'K', 3, 4, ..] => Some("zip checkpoint (torch.save)"),
-        [0x80, 2..=5, ..] => Some("pickle"),
-        _ => None,
-    }
+    Err(Error::weights(
+        name,
+        format!("tensor {tensor} holds NaN or infinite values: the weights are corrupt and would give no valid output"),
+    ))
 }
 
 /// Infers or parses the config of a checkpoint.
@@ -175,36 +151,67 @@ pub fn config_for(header: &WeightsHeader, config_json: Option<&str>, name: &str)
 
 /// Loads a `CLIPModel` from safetensors bytes; `config_json` is the Hugging Face `config.json` when there is one.
 pub fn load_clip_from_bytes(bytes: Vec<u8>, config_json: Option<&str>, name: &str, device: &Device) -> Result<Clip> {
-    let header = inspect_weights(&bytes, name)?;
+    load_clip_from_source(bytes.as_slice(), config_json, name, device)
+}
+
+/// How much of the file is copied out at a time while loading: the only memory loading needs beside the model.
+const LOAD_GROUP_BYTES: usize = 32 << 20;
+
+/// Loads a `CLIPModel` from a safetensors file wherever it lives (memory, disk, a browser buffer), a group of
+/// tensors at a time: the header and shapes are checked first, then each group is checked for NaN and copied into
+/// the model, so at most one group is held beside the model.
+pub fn load_clip_from_source(
+    source: &(impl WeightsBytes + ?Sized),
+    config_json: Option<&str>,
+    name: &str,
+    device: &Device,
+) -> Result<Clip> {
+    let header = read_weights_header(source, name)?;
     let config = config_for(&header, config_json, name)?;
     check_shapes(&header, &config, name)?;
     let mut model = Clip::new(&config, device);
     model.logit_scale = header.logit_scale;
-    model.fingerprint = fingerprint(&bytes);
-    drop(header);
-    let mut store = SafetensorsStore::from_bytes(Some(bytes))
-        .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
-        .with_key_remapping(r"^vision_model\.pre_layrnorm\.", "vision_model.pre_layernorm.")
-        .allow_partial(true);
-    let result = model.load_from(&mut store).map_err(|e| Error::weights(name, e))?;
-    if !result.errors.is_empty() {
-        let first: Vec<String> = result.errors.iter().take(3).map(|e| e.to_string()).collect();
-        return Err(Error::weights(
-            name,
-            format!(
-                "{} tensors do not fit the model config (wrong model or config.json?): {}",
-                result.errors.len(),
-                first.join("; ")
-            ),
-        ));
+    let mut fingerprint = Fingerprint::default();
+    let mut applied = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    header.layout.for_each_group(
+        source,
+        LOAD_GROUP_BYTES,
+        |bytes| fingerprint.update(bytes),
+        |tensors, file| {
+            let data_at = file.len() - tensors.iter().map(|(_, i)| i.data_offsets.1 - i.data_offsets.0).sum::<usize>();
+            for (tensor, info) in tensors {
+                let (start, stop) = info.data_offsets;
+                let base = data_at + start - tensors[0].1.data_offsets.0;
+                check_finite(tensor, info.dtype, &file[base..base + (stop - start)], name)?;
+            }
+            let mut store = SafetensorsStore::from_bytes(Some(file))
+                .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
+                .with_key_remapping(r"^vision_model\.pre_layrnorm\.", "vision_model.pre_layernorm.")
+                .allow_partial(true);
+            let result = model.load_from(&mut store).map_err(|e| Error::weights(name, e))?;
+            if !result.errors.is_empty() {
+                let first: Vec<String> = result.errors.iter().take(3).map(|e| e.to_string()).collect();
+                return Err(Error::weights(
+                    name,
+                    format!(
+                        "{} tensors do not fit the model config (wrong model or config.json?): {}",
+                        result.errors.len(),
+                        first.join("; ")
+                    ),
+                ));
+            }
+            applied.extend(result.applied);
+            missing = result.missing.into_iter().map(|(path, _)| path).collect();
+            Ok(())
+        },
+    )?;
+    missing.retain(|path| !applied.contains(path));
+    if !missing.is_empty() {
+        let first: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        return Err(Error::weights(name, format!("{} tensors are missing, e.g. {}", missing.len(), first.join(", "))));
     }
-    if !result.missing.is_empty() {
-        let first: Vec<&str> = result.missing.iter().take(5).map(|(p, _)| p.as_str()).collect();
-        return Err(Error::weights(
-            name,
-            format!("{} tensors are missing, e.g. {}", result.missing.len(), first.join(", ")),
-        ));
-    }
+    model.fingerprint = fingerprint.finish();
     Ok(model)
 }
 

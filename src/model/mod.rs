@@ -3,6 +3,7 @@
 pub mod clip;
 pub mod config;
 pub mod load;
+pub mod safetensors_file;
 pub mod text;
 pub mod transformer;
 pub mod vision;
@@ -11,5 +12,9 @@ pub use clip::{Clip, l2_normalize};
 pub use config::{Activation, ClipConfig, Preset, TextConfig, VisionConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use load::load_clip;
-pub use load::{convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes, save_clip_safetensors};
+pub use load::{
+    convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes, load_clip_from_source,
+    save_clip_safetensors,
+};
+pub use safetensors_file::WeightsBytes;
 pub use text::TokenBatch;

@@ -1,4 +1,5 @@
-// End-to-end test of the browser page: classify, patch, train and bad input on WebGPU and CPU, in headless Chromium.
+// End-to-end test of the browser page: classify, patch, train and bad input on WebGPU and CPU, in headless Chromium;
+// on the CPU path also the webcam's running share, with Chromium's fake camera.
 //
 // Usage: ADVCLIP_E2E_IMAGES=DIR node tests/web/e2e.mjs <base-url> <out-dir>
 // DIR holds unseen shape scenes named "<label with _>-NNN.png" (e.g. green_star-003.png). Needs a running
@@ -92,6 +93,17 @@ function agreesWithTheCliOn(results, which, backend, info) {
   }
 }
 
+// Opens the page on `backend` and waits until it has loaded the bundled model (or failed to); returns the status.
+async function openPage(page, backend) {
+  await page.goto(`${baseUrl.replace(/\/$/, '')}/?backend=${backend}`);
+  await waitFor(page, 'status "ready" with the bundled model', () => {
+    const s = document.querySelector('[data-testid=status]');
+    if (s.dataset.state === 'error') return true;
+    return s.dataset.state === 'ready' && /ready/.test(s.textContent);
+  });
+  return page.locator('[data-testid=status]').textContent();
+}
+
 async function runBackend(browser, backend) {
   const info = (summary.backends[backend] = {});
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -103,19 +115,19 @@ async function runBackend(browser, backend) {
   page.on('pageerror', (e) => console.error(`[page ${backend}] uncaught: ${e.message}`));
   try {
     const t0 = Date.now();
-    await page.goto(`${baseUrl.replace(/\/$/, '')}/?backend=${backend}`);
-    await waitFor(page, 'status "ready" with the bundled model', () => {
-      const s = document.querySelector('[data-testid=status]');
-      if (s.dataset.state === 'error') return true;
-      return s.dataset.state === 'ready' && /ready/.test(s.textContent);
-    });
-    const status = await page.locator('[data-testid=status]').textContent();
+    const status = await openPage(page, backend);
     if (!check(!/^error/.test(status), backend, `page loaded the bundled model (status: "${status}")`)) return;
     info.readyMs = Date.now() - t0;
     const metrics = page.locator('[data-testid=metrics]');
     info.backend = await metrics.getAttribute('data-backend');
     info.adapter = await metrics.getAttribute('data-adapter');
     check(info.backend === backend, backend, `session runs on ${backend} (page says "${info.backend}", adapter "${info.adapter}")`);
+    if (backend === 'cpu') {
+      // advclip serve isolates the page (COOP/COEP), so the CPU path is the threaded build with a pool of every core.
+      const cores = os.cpus().length;
+      const want = cores > 1 ? `${cores} threads` : 'CPU (wasm)';
+      check(info.adapter.includes(want), backend, `the CPU path uses the threaded build (adapter "${info.adapter}", want "${want}")`);
+    }
 
     // Clean accuracy on unseen scenes.
     await page.setInputFiles('[data-testid=image-input]', files);
@@ -189,6 +201,7 @@ async function runBackend(browser, backend) {
     check(results.length === files.length + 1 && last.state === 'done' && Boolean(last.clean), backend,
       `a valid upload after the bad file is classified (${last.file} -> "${last.clean}")`);
     if (backend === 'cpu') await otherBadInputs(page, backend, tmp, results.length);
+    if (backend === 'cpu') await webcamShare(page, backend, tmp, info);
   } catch (e) {
     check(false, backend, e.message);
     await page.screenshot({ path: path.join(outDir, `page-${backend}-failed.png`), fullPage: true }).catch(() => {});
@@ -236,7 +249,8 @@ async function trainsWhatTheCliTrains(page, backend, info) {
   // Pixel by pixel, decoded by the browser.
   const gap = await page.evaluate(async ([a, b]) => {
     const decode = async (b64) => {
-      const bitmap = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: 'image/png' }));
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
       const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
       const ctx = canvas.getContext('2d');
       ctx.drawImage(bitmap, 0, 0);
@@ -290,13 +304,156 @@ async function otherBadInputs(page, backend, tmp, before) {
   check(last.state === 'done' && Boolean(last.clean), backend, `the page still classifies after them (${last.file} -> "${last.clean}")`);
 }
 
+// The webcam's running share (www/webcam-share.js), in a second Chromium whose fake camera loops one still frame: the
+// first scene. The window's frame count grows, then stays within the window; a clean label set from the scene is
+// "changed" in 0 % of the frames; with the bundled targeted patch the camera's share is all or nothing (one still
+// frame, one label); stopping the webcam empties the window. About 20 s.
+async function webcamShare(page, backend, tmp, info) {
+  // The scene 4x larger (so that 4:2:0 chroma keeps its colours), decoded by the browser, as a one-frame y4m.
+  const { width, height, rgba } = await page.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+    const canvas = new OffscreenCanvas(bitmap.width * 4, bitmap.height * 4);
+    const ctx = canvas.getContext('2d');
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const rgba = Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data);
+    return { width: canvas.width, height: canvas.height, rgba };
+  }, fs.readFileSync(files[0]).toString('base64'));
+  const y4m = path.join(tmp, 'camera.y4m');
+  fs.writeFileSync(y4m, y4mFrame(width, height, rgba));
+
+  const camera = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    `--use-file-for-fake-video-capture=${y4m}`]);
+  const context = await camera.newContext({ viewport: { width: 1280, height: 900 }, permissions: ['camera'] });
+  const cam = await context.newPage();
+  cam.on('console', (m) => {
+    if (m.type() === 'error') console.error(`[webcam page] console error: ${m.text()} (${m.location().url || 'page'})`);
+  });
+  cam.on('pageerror', (e) => console.error(`[webcam page] uncaught: ${e.message}`));
+  const where = `${backend}, webcam`;
+  const read = () => cam.evaluate(() => {
+    const panel = document.querySelector('[data-testid=webcam-share]');
+    const text = (id) => document.querySelector(`[data-testid=${id}]`);
+    return { ...panel.dataset, clean: text('webcam-share-clean').textContent,
+      patched: text('webcam-share-patched').hidden ? null : text('webcam-share-patched').textContent };
+  });
+  // "<who>: <what> in P % of the last 3 s (N frames)", consistent with the panel's counts.
+  const shareLine = (line, hits, frames, what) => {
+    const m = /^[^:]+: (.*) in (\d+) % of the last 3 s \((\d+) frames?\)$/.exec(line ?? '');
+    const ok = Boolean(m) && Number(m[3]) === Number(frames) && Number(frames) > 0 &&
+      Number(m[2]) === Math.round((100 * Number(hits)) / Number(frames)) && Number(m[2]) >= 0 && Number(m[2]) <= 100;
+    check(ok, where,
+      `${what} shows a share between 0 and 100 % that matches its counts ("${line}", ${hits} of ${frames})`);
+    return ok ? { what: m[1], percent: Number(m[2]) } : null;
+  };
+  const out = (info.webcam = {});
+  try {
+    if (!check(!/^error/.test(await openPage(cam, backend)), where, 'the page loaded the bundled model')) return;
+    await cam.click('#webcam-button');
+    const t0 = Date.now();
+    await waitFor(cam, 'three webcam frames in the running share (or an alert)', () =>
+      Number(document.querySelector('[data-testid=webcam-share]').dataset.frames) >= 3 ||
+      document.querySelector('[role=alert]'));
+    const alerts = await cam.locator('[role=alert]').allTextContents();
+    if (!check(!alerts.length, where, `the fake camera runs (alerts: ${JSON.stringify(alerts)})`)) return;
+    out.msToThreeFrames = Date.now() - t0;
+
+    // Before a clean label is set: the usual label, and a frame count that grows, then stays within the window
+    // (a frame starts at most every 330 ms, about 10 in 3 s; 15 leaves a margin).
+    const samples = [];
+    for (let i = 0; i < 13; i++) {
+      samples.push(await read());
+      await cam.waitForTimeout(500);
+    }
+    const counts = samples.map((s) => Number(s.frames));
+    out.frameCounts = counts;
+    check(samples.every((s) => s.mode === 'unset'), where,
+      `no clean label yet: the panel shows the usual label ("${samples[0].clean}")`);
+    check(Math.max(...counts) > counts[0], where,
+      `the window's frame count grows while frames come (${counts.join(', ')})`);
+    check(Math.max(...counts) <= 15, where, `the window holds at most the last 3 s of frames (${counts.join(', ')})`);
+    const usual = /mostly “(.*)” \((\d+) of (\d+) frames? in the last 3 s\)$/.exec(samples.at(-1).clean);
+    check(Boolean(usual) && Number(usual[3]) === counts.at(-1) && Number(usual[2]) <= Number(usual[3]), where,
+      `the usual label is one of the window's frames ("${samples.at(-1).clean}")`);
+
+    // The still frame's clean label as the reference: it never changes.
+    await cam.click('[data-testid=webcam-set-reference]');
+    await cam.waitForTimeout(1000);
+    let s = await read();
+    out.reference = s.reference;
+    check(s.mode === 'changed' && s.reference === usual?.[1], where,
+      `"Set the clean label" takes the usual label ("${s.reference}", mode ${s.mode})`);
+    const changed = shareLine(s.clean, s.hits, s.frames, 'the changed share');
+    check(changed?.percent === 0, where,
+      `a still frame's label never changes from its clean label (${changed?.percent} %)`);
+
+    // The bundled targeted patch: the camera's frames are all its target or none; the digital patch gets a line.
+    await cam.selectOption('[data-testid=patch-select]', 'targeted-green-star');
+    await waitFor(cam, 'patched webcam frames', () => {
+      const d = document.querySelector('[data-testid=webcam-share]').dataset;
+      return d.mode === 'target' && Number(d.patchedFrames) >= 2;
+    });
+    s = await read();
+    const onTarget = shareLine(s.clean, s.hits, s.frames, 'the camera\'s target share');
+    const want = out.reference === s.target ? 100 : 0;
+    check(onTarget?.percent === want, where,
+      `the camera's share on target "${s.target}" is ${want} % for a still frame labelled "${out.reference}" (${onTarget?.percent} %)`);
+    const digital = shareLine(s.patched, s.patchedHits, s.patchedFrames, 'the digital patch\'s target share');
+    out.digitalTargetShare = digital?.percent;
+    check(digital?.percent === 0 || digital?.percent === 100, where,
+      `the digital patch's share on a still frame is all or nothing (${digital?.percent} %)`);
+    const shot = path.join(outDir, 'webcam-share.png');
+    await cam.screenshot({ path: shot, fullPage: true });
+    out.screenshot = shot;
+
+    // Stopping the webcam empties the window and forgets the clean label.
+    await cam.click('#webcam-button');
+    s = await read();
+    check(s.frames === '0' && s.reference === '', where,
+      `stopping the webcam empties the window (${s.frames} frames, reference "${s.reference}")`);
+  } catch (e) {
+    check(false, where, e.message);
+    await cam.screenshot({ path: path.join(outDir, 'webcam-share-failed.png'), fullPage: true }).catch(() => {});
+  } finally {
+    await camera.close();
+  }
+}
+
+// One y4m frame (4:2:0, BT.601 studio range) of RGBA pixels; Chromium's fake camera loops it.
+function y4mFrame(width, height, rgba) {
+  const y = Buffer.alloc(width * height);
+  const u = Buffer.alloc((width / 2) * (height / 2));
+  const v = Buffer.alloc(u.length);
+  const px = (x, j, c) => rgba[4 * (j * width + x) + c];
+  for (let j = 0; j < height; j++) {
+    for (let x = 0; x < width; x++) {
+      y[j * width + x] = Math.round(16 + 0.257 * px(x, j, 0) + 0.504 * px(x, j, 1) + 0.098 * px(x, j, 2));
+    }
+  }
+  for (let j = 0; j < height / 2; j++) {
+    for (let x = 0; x < width / 2; x++) {
+      const mean = (c) =>
+        (px(2 * x, 2 * j, c) + px(2 * x + 1, 2 * j, c) + px(2 * x, 2 * j + 1, c) + px(2 * x + 1, 2 * j + 1, c)) / 4;
+      const [r, g, b] = [mean(0), mean(1), mean(2)];
+      u[j * (width / 2) + x] = Math.round(128 - 0.148 * r - 0.291 * g + 0.439 * b);
+      v[j * (width / 2) + x] = Math.round(128 + 0.439 * r - 0.368 * g - 0.071 * b);
+    }
+  }
+  return Buffer.concat([Buffer.from(`YUV4MPEG2 W${width} H${height} F10:1 Ip A1:1 C420jpeg\nFRAME\n`), y, u, v]);
+}
+
 const pct = (x) => `${(100 * x).toFixed(0)} %`;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--enable-unsafe-webgpu'],
-});
+function launchChromium(args = []) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--enable-unsafe-webgpu', ...args],
+  });
+}
+
+const browser = await launchChromium();
 try {
   for (const backend of BACKENDS) await runBackend(browser, backend);
 } finally {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use advclip::attack::defence::Defence;
+use advclip::attack::evaluate::{EvalOptions, EvalReport, EvalSpot, evaluate_patch};
 use advclip::attack::patch_file::load_patch;
 use advclip::dataset::Dataset;
 use advclip::zeroshot::{self, DEFAULT_TEMPLATE};
@@ -35,9 +36,23 @@ pub struct EvalArgs {
     /// Also run the authors' MLP-probe protocol (a probe on frozen clean features, tested on patched images)
     #[arg(long)]
     probe: bool,
-    /// Print one JSON object (or, with defences, one per condition under "defences")
+    /// Where the patch goes: "fixed" (its sidecar's placement) or "random" (per image a seeded position, side
+    /// 0.8-1.2x and rotation up to 22.5 degrees, the patch whole inside the image; reported beside the fixed spot)
+    #[arg(long, value_enum, default_value = "fixed", alias = "spot")]
+    placement: EvalPlacement,
+    /// Seed of the random placements
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object (or, with defences, one per condition under "defences"); with --placement random the
+    /// random spots' numbers are under "anywhere"
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EvalPlacement {
+    Fixed,
+    Random,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -68,7 +83,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let n = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     let bar = progress_bar(n, "images");
-    let options = advclip::attack::evaluate::EvalOptions {
+    let random = args.placement == EvalPlacement::Random;
+    if random && loaded.is_none() {
+        bail!("--placement random needs a --patch to place");
+    }
+    let options = EvalOptions {
+        spot: EvalSpot::Fixed,
         labels,
         template,
         target,
@@ -78,10 +98,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         probe,
     };
     let patch = loaded.as_ref().map(|(pixels, sidecar)| (pixels.as_slice(), &sidecar.placement));
-    let result =
-        advclip::attack::evaluate::evaluate_patch(&model, &dataset, patch, &options, &device, |k| bar.inc(k as u64));
+    let result = evaluate_patch(&model, &dataset, patch, &options, &device, |k| bar.inc(k as u64));
     bar.finish_and_clear();
     let (reports, skipped) = result?;
+    let anywhere = if random {
+        let bar = progress_bar(n, "images, random spots");
+        let options = EvalOptions { spot: EvalSpot::Random { seed: args.seed }, ..options };
+        let result = evaluate_patch(&model, &dataset, patch, &options, &device, |k| bar.inc(k as u64));
+        bar.finish_and_clear();
+        Some(result?.0)
+    } else {
+        None
+    };
     if skipped > 0 {
         eprintln!("warning: skipped {skipped} unreadable images");
     }
@@ -104,6 +132,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         if reports.len() > 1 {
             out["defences"] = serde_json::to_value(&reports[1..])?;
         }
+        if let Some(anywhere) = &anywhere {
+            let mut a = serde_json::to_value(&anywhere[0])?;
+            a.as_object_mut().expect("an object").remove("defence");
+            a["seed"] = json!(args.seed);
+            if anywhere.len() > 1 {
+                a["defences"] = serde_json::to_value(&anywhere[1..])?;
+            }
+            out["anywhere"] = a;
+        }
         println!("{out}");
         return Ok(());
     }
@@ -122,12 +159,25 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         _ => println!("model {}  no patch: clean zero-shot accuracy only", model.id()),
     }
+    print_reports(&reports, loaded.is_some());
+    if let Some(anywhere) = &anywhere {
+        println!();
+        println!(
+            "anywhere: a random spot, side 0.8-1.2x and rotation up to 22.5 degrees per image (seed {})",
+            args.seed
+        );
+        print_reports(anywhere, true);
+    }
+    Ok(())
+}
+
+fn print_reports(reports: &[EvalReport], patched: bool) {
     println!("{:12} {:>7} {:>7} {:>7} {:>7}", "condition", "clean", "patched", "fooled", "target");
-    for r in &reports {
+    for r in reports {
         let z = &r.zero_shot;
         let t = z.targeted_success_rate.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
         let condition = r.defence.clone().unwrap_or_else(|| "none".into());
-        if loaded.is_some() {
+        if patched {
             println!(
                 "{condition:12} {:>7.3} {:>7.3} {:>7.3} {t:>7}",
                 z.clean_accuracy, z.patched_accuracy, z.fooling_rate
@@ -152,5 +202,4 @@ pub fn run(args: EvalArgs) -> Result<()> {
             );
         }
     }
-    Ok(())
 }

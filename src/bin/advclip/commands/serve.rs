@@ -173,9 +173,11 @@ fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &[u8], head_on
         431 => "Request Header Fields Too Large",
         _ => "Service Unavailable",
     };
+    // COOP + COEP make the page cross-origin isolated: SharedArrayBuffer, and with it the threaded CPU path.
     let header = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\
-         X-Content-Type-Options: nosniff\r\nCross-Origin-Opener-Policy: same-origin\r\nConnection: close\r\n\r\n",
+         X-Content-Type-Options: nosniff\r\nCross-Origin-Opener-Policy: same-origin\r\n\
+         Cross-Origin-Embedder-Policy: require-corp\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(header.as_bytes())?;
