@@ -6,9 +6,7 @@ use serde::Serialize;
 
 use super::defence::Defence;
 use super::metrics::{RetrievalMetrics, ZeroShotMetrics, retrieval_metrics, zero_shot_metrics};
-use super::placement::{
-    PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_patch, paste_patch_transformed,
-};
+use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_patch};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::host::read_f32 as read;
@@ -126,16 +124,15 @@ pub fn evaluate_patch(
             (Some((p, placement)), EvalSpot::Fixed) => paste_patch(clean.clone(), p.clone(), placement),
             (Some((p, placement)), EvalSpot::Random { seed }) => {
                 let ranges = TransformRanges::around_area(placement.area_fraction());
-                let each: Vec<Tensor<4>> = (0..b)
+                let each = (0..b)
                     .map(|i| {
                         // The image's place among those read so far: the same draw whatever the batch size.
                         let index = truth.len() - b + i;
                         let mut rng = crate::rng::SeededRng::new(seed, &format!("eval spot {index}"));
-                        let transform = PatchTransform::sample(size, &ranges, &mut rng);
-                        paste_patch_transformed(clean.clone().narrow(0, i, 1), p.clone(), &transform)
+                        PatchTransform::sample(size, &ranges, &mut rng)
                     })
                     .collect();
-                Tensor::cat(each, 0)
+                Paste::Transformed(each).apply(clean.clone(), p.clone())
             }
             (None, _) => clean.clone(),
         };

@@ -141,19 +141,29 @@ pub fn paste_patch_transformed(images: Tensor<4>, patch: Tensor<3>, transform: &
 }
 
 /// How a patch is put on the images of one step.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Paste {
     /// At a fixed place, pixel for pixel (AdvCLIP, evaluation).
     Fixed(PatchPlacement),
-    /// Scaled, rotated and moved (targeted training with expectation over transformations).
-    Transformed(PatchTransform),
+    /// Scaled, rotated and moved (targeted training with expectation over transformations, evaluation anywhere):
+    /// one transform for the whole batch, or one per image.
+    Transformed(Vec<PatchTransform>),
 }
 
 impl Paste {
     pub fn apply(&self, images: Tensor<4>, patch: Tensor<3>) -> Tensor<4> {
         match self {
             Paste::Fixed(p) => paste_patch(images, patch, p),
-            Paste::Transformed(t) => paste_patch_transformed(images, patch, t),
+            Paste::Transformed(t) if t.len() == 1 => paste_patch_transformed(images, patch, &t[0]),
+            Paste::Transformed(each) => {
+                assert_eq!(each.len(), images.dims()[0], "one transform per image");
+                let pasted = each
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| paste_patch_transformed(images.clone().narrow(0, i, 1), patch.clone(), t))
+                    .collect();
+                Tensor::cat(pasted, 0)
+            }
         }
     }
 }

@@ -176,7 +176,7 @@ impl TargetedPatchTrainer {
                 let ranges = TransformRanges::around_area(placement.area_fraction());
                 let transform = PatchTransform::sample(placement.image_size, &ranges, &mut rng);
                 let camera = CameraEffects::sample(&CameraRanges::default(), &mut rng);
-                (Paste::Transformed(transform), Some(camera))
+                (Paste::Transformed(vec![transform]), Some(camera))
             }
         };
         let learning_rate = self.config.learning_rate_at(step, total);
