@@ -21,7 +21,8 @@ pub fn ok(out: std::process::Output) -> std::process::Output {
 /// A file of `tests/fixtures`. A test binary carried to another machine (`scripts/gpu-check`) finds them under
 /// `$ADVCLIP_ROOT` there, the repository it was built from being absent.
 pub fn fixture(path: &str) -> PathBuf {
-    let root = std::env::var_os("ADVCLIP_ROOT").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let root =
+        std::env::var_os("ADVCLIP_ROOT").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     root.join("tests/fixtures").join(path)
 }
 
