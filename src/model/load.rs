@@ -65,17 +65,10 @@ pub fn read_config(path: &Path) -> Result<String> {
 /// A weights file: a regular file of at most `MAX_WEIGHTS_BYTES`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?;
-    if !meta.is_file() {
-        return Err(Error::weights(path.display(), "not a regular file"));
-    }
-    if meta.len() > MAX_WEIGHTS_BYTES {
-        return Err(Error::weights(
-            path.display(),
-            format!("{} bytes is larger than any supported CLIP ({MAX_WEIGHTS_BYTES} bytes at most)", meta.len()),
-        ));
-    }
-    crate::read_regular_file(path, MAX_WEIGHTS_BYTES)
+    let file = WeightsFile::open(path, MAX_WEIGHTS_BYTES)?;
+    let mut bytes = vec![0; file.len() as usize];
+    file.read_into(0, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// The tensors of a safetensors file, checked before any of them is copied into a model.
@@ -178,12 +171,10 @@ pub fn load_clip_from_source(
         source,
         LOAD_GROUP_BYTES,
         |bytes| fingerprint.update(bytes),
-        |tensors, file| {
-            let data_at = file.len() - tensors.iter().map(|(_, i)| i.data_offsets.1 - i.data_offsets.0).sum::<usize>();
+        |tensors, file, data_at| {
             for (tensor, info) in tensors {
                 let (start, stop) = info.data_offsets;
-                let base = data_at + start - tensors[0].1.data_offsets.0;
-                check_finite(tensor, info.dtype, &file[base..base + (stop - start)], name)?;
+                check_finite(tensor, info.dtype, &file[data_at + start..data_at + stop], name)?;
             }
             let mut store = SafetensorsStore::from_bytes(Some(file))
                 .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))

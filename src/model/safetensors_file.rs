@@ -131,7 +131,7 @@ impl SafetensorsLayout {
             let size = info
                 .shape
                 .iter()
-                .try_fold(dtype_bits(info.dtype), |n, &d| n.checked_mul(d))
+                .try_fold(info.dtype.bitsize(), |n, &d| n.checked_mul(d))
                 .filter(|bits| bits % 8 == 0)
                 .map(|bits| bits / 8);
             if size != Some(stop - start) {
@@ -166,14 +166,15 @@ impl SafetensorsLayout {
     }
 
     /// The tensors cut into consecutive groups of about `group_bytes` each (a tensor larger than that is a group of
-    /// its own), each group as a self-contained safetensors file, in file order; `visit` also sees every raw byte
-    /// of the file once, in order (for a fingerprint). Only one group is in memory at a time.
+    /// its own), each group handed to `visit_group` as a self-contained safetensors file with its tensors (offsets
+    /// relative to the file's data, which starts at the third argument), in file order; `visit_bytes` also sees every
+    /// raw byte of the file once, in order (for a fingerprint). Only one group is in memory at a time.
     pub fn for_each_group(
         &self,
         source: &(impl WeightsBytes + ?Sized),
         group_bytes: usize,
         mut visit_bytes: impl FnMut(&[u8]),
-        mut visit_group: impl FnMut(&[(String, TensorInfo)], Vec<u8>) -> Result<()>,
+        mut visit_group: impl FnMut(&[(String, TensorInfo)], Vec<u8>, usize) -> Result<()>,
     ) -> Result<()> {
         let mut head = vec![0u8; self.data_start as usize];
         source.read_into(0, &mut head)?;
@@ -186,16 +187,16 @@ impl SafetensorsLayout {
             while last + 1 < self.tensors.len() && self.tensors[last + 1].1.data_offsets.1 - start <= group_bytes {
                 last += 1;
             }
-            let group = &self.tensors[first..=last];
-            let stop = group[group.len() - 1].1.data_offsets.1;
-            let local: BTreeMap<&str, TensorInfo> = group
+            let group: Vec<(String, TensorInfo)> = self.tensors[first..=last]
                 .iter()
                 .map(|(n, info)| {
                     let offsets = (info.data_offsets.0 - start, info.data_offsets.1 - start);
-                    (n.as_str(), TensorInfo { dtype: info.dtype, shape: info.shape.clone(), data_offsets: offsets })
+                    (n.clone(), TensorInfo { dtype: info.dtype, shape: info.shape.clone(), data_offsets: offsets })
                 })
                 .collect();
-            let mut json = serde_json::to_vec(&local).map_err(|e| Error::Internal(e.to_string()))?;
+            let stop = self.tensors[last].1.data_offsets.1;
+            let header: BTreeMap<&str, &TensorInfo> = group.iter().map(|(n, info)| (n.as_str(), info)).collect();
+            let mut json = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
             json.resize(json.len().next_multiple_of(8), b' ');
             let mut file = Vec::with_capacity(8 + json.len() + (stop - start));
             file.extend_from_slice(&(json.len() as u64).to_le_bytes());
@@ -204,15 +205,11 @@ impl SafetensorsLayout {
             file.resize(data_at + (stop - start), 0);
             source.read_into(self.data_start + start as u64, &mut file[data_at..])?;
             visit_bytes(&file[data_at..]);
-            visit_group(group, file)?;
+            visit_group(&group, file, data_at)?;
             first = last + 1;
         }
         Ok(())
     }
-}
-
-fn dtype_bits(dtype: Dtype) -> usize {
-    dtype.bitsize()
 }
 
 fn pickle_kind(bytes: &[u8]) -> Option<&'static str> {

@@ -121,25 +121,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         context["placement"] = json!(sidecar.placement);
     }
     if json {
-        let mut out = serde_json::to_value(&reports[0])?;
+        let mut out = conditions_json(&reports)?;
         let object = out.as_object_mut().expect("an object");
-        object.remove("defence");
         if loaded.is_none() {
             // Without a patch only the clean numbers exist.
-            object.retain(|k, _| matches!(k.as_str(), "images" | "clean_accuracy" | "retrieval" | "mlp_probe"));
+            object.retain(|k, _| {
+                matches!(k.as_str(), "images" | "clean_accuracy" | "retrieval" | "mlp_probe" | "defences")
+            });
         }
         out["context"] = context;
-        if reports.len() > 1 {
-            out["defences"] = serde_json::to_value(&reports[1..])?;
-        }
         if let Some(anywhere) = &anywhere {
-            let mut a = serde_json::to_value(&anywhere[0])?;
-            a.as_object_mut().expect("an object").remove("defence");
-            a["seed"] = json!(args.seed);
-            if anywhere.len() > 1 {
-                a["defences"] = serde_json::to_value(&anywhere[1..])?;
-            }
-            out["anywhere"] = a;
+            out["anywhere"] = conditions_json(anywhere)?;
+            out["anywhere"]["seed"] = json!(args.seed);
         }
         println!("{out}");
         return Ok(());
@@ -169,6 +162,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         print_reports(anywhere, true);
     }
     Ok(())
+}
+
+/// The undefended report as an object, with the defended ones under "defences".
+fn conditions_json(reports: &[EvalReport]) -> Result<serde_json::Value> {
+    let mut out = serde_json::to_value(&reports[0])?;
+    out.as_object_mut().expect("an object").remove("defence");
+    if reports.len() > 1 {
+        out["defences"] = serde_json::to_value(&reports[1..])?;
+    }
+    Ok(out)
 }
 
 fn print_reports(reports: &[EvalReport], patched: bool) {
