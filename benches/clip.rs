@@ -1,14 +1,15 @@
 //! `cargo bench --bench clip`: ViT-B/32 encoder and patch-training throughput on each built device, beside PyTorch
 //! in the same run.
 //!
-//! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu`, `--no-torch`.
+//! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu` (also `cpu-whole`: the CPU without
+//! splitting batches across threads), `--no-torch`.
 //! PyTorch runs `benches/torch_clip_bench.py` with `$ADVCLIP_TORCH_PYTHON` (default `python3`); its column is
 //! skipped, with a note, when torch cannot be imported.
 
 use std::time::{Duration, Instant};
 
 use advclip::attack::{Paste, PatchPlacement, TargetedConfig, TargetedPatchTrainer};
-use advclip::model::{Clip, Preset, TokenBatch, l2_normalize};
+use advclip::model::{Clip, Preset, TokenBatch, l2_normalize, set_batch_split};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -155,8 +156,10 @@ fn main() {
         .collect();
     let mut notes = Vec::new();
     for name in devices.split(',') {
+        // `cpu-whole`: the CPU with each batch encoded as one, not split across the threads (model::batch_split).
+        set_batch_split(name != "cpu-whole");
         let device = match name {
-            "cpu" => Device::flex(),
+            "cpu" | "cpu-whole" => Device::flex(),
             #[cfg(feature = "wgpu")]
             "wgpu" => Device::wgpu(Default::default()),
             #[cfg(feature = "cuda")]

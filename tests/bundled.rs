@@ -207,13 +207,13 @@ fn targeted_training_reaches_its_target_on_unseen_scenes() {
     assert_eq!(anywhere["images"], SCENES, "every scene is measured anywhere too");
     assert_eq!(anywhere["seed"], 5);
     assert_eq!(anywhere["clean_accuracy"].as_f64(), Some(clean), "the clean images do not depend on the spot");
-    // Golden: 93/180 on target at its spot and 99/180 anywhere (89/180 at the spot before training added the camera
-    // effects; 0.617 on the model before its second fine-tune); without a patch 1/6 of the scenes are green (clean
-    // 180/180). Two hundred training steps amplify kernel differences between CPUs more than inference does, hence
-    // the wider band.
+    // Golden: 126/180 on target at its spot and 88/180 anywhere since training draws a slight perspective too (93
+    // and 99 before; 89 at the spot before the camera effects; 0.617 on the model before its second fine-tune);
+    // without a patch 1/6 of the scenes are green (clean 180/180). Two hundred training steps amplify kernel
+    // differences between CPUs more than inference does, hence the wider band.
     golden("clean", clean, 180, SCENE_TOLERANCE);
-    golden("targeted success", success, 93, 9);
-    golden("targeted success anywhere", success_anywhere, 99, 9);
+    golden("targeted success", success, 126, 9);
+    golden("targeted success anywhere", success_anywhere, 88, 9);
 }
 
 #[test]

@@ -129,22 +129,30 @@ impl AdvClipTrainer {
         let lr = self.config.learning_rate;
         let adversarial = paste_patch(images.clone(), self.patch_with_grad(), &self.placement);
 
-        // Discriminator: clean is real, patched is fake.
-        let d_loss = binary_cross_entropy(self.discriminator.forward(images.clone()), 1.0)
-            + binary_cross_entropy(self.discriminator.forward(adversarial.clone().detach()), 0.0);
-        let grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
-        let discriminator = take(&mut self.discriminator);
-        self.discriminator = self.discriminator_optim.step(lr, discriminator, grads).clip_weights();
+        // Discriminator: clean is real, patched is fake. An ablation without the GAN term leaves it untrained.
+        let with_gan = w.gan != 0.0;
+        let zero = || Tensor::<1>::zeros([1], &images.device());
+        let d_loss = if with_gan {
+            let d_loss = binary_cross_entropy(self.discriminator.forward(images.clone()), 1.0)
+                + binary_cross_entropy(self.discriminator.forward(adversarial.clone().detach()), 0.0);
+            let grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
+            let discriminator = take(&mut self.discriminator);
+            self.discriminator = self.discriminator_optim.step(lr, discriminator, grads).clip_weights();
+            d_loss
+        } else {
+            zero()
+        };
 
         // Generator: fool the discriminator, and push the patched embeddings away from clean images and captions.
         let clean = clean.detach();
         let patched = model.image_features(normalize_pixels(adversarial.clone()));
         let text = text_features.map(|t| t.detach());
-        let gan = binary_cross_entropy(self.discriminator.forward(adversarial.clone()), 1.0);
+        let gan =
+            if with_gan { binary_cross_entropy(self.discriminator.forward(adversarial.clone()), 1.0) } else { zero() };
         let embedding = embedding_deviation_loss(clean.clone(), patched.clone(), text.clone(), w.beta);
         let topology = topology_deviation_loss(clean.clone(), patched.clone(), text, w.gamma);
         let reconstruction = mse(adversarial, images);
-        let g_loss = gan.clone()
+        let g_loss = gan.clone().mul_scalar(w.gan)
             + embedding.clone().mul_scalar(w.alpha)
             + reconstruction.clone()
             + topology.clone().mul_scalar(w.delta);

@@ -10,9 +10,12 @@ pub const INFONCE_TEMPERATURE: f64 = 0.1;
 /// Guards the logarithms of the fuzzy cross-entropy.
 pub const TOPOLOGY_EPS: f64 = 1e-7;
 
-/// The loss weights of the generator objective `L_gan + alpha*L_adv + L_rec + delta*L_topo`.
+/// The loss weights of the generator objective `gan*L_gan + alpha*L_adv + L_rec + delta*L_topo`.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossWeights {
+    /// Weight of the GAN term (1 in the paper; 0 also skips the discriminator).
+    #[serde(default = "one")]
+    pub gan: f64,
     /// Weight of the embedding (InfoNCE) term.
     pub alpha: f64,
     /// Weight of the image-text InfoNCE inside `L_adv` (0 when there are no captions).
@@ -26,7 +29,49 @@ pub struct LossWeights {
 impl Default for LossWeights {
     /// The authors' values: alpha, beta, gamma, delta = 10, 5, 5, 1.
     fn default() -> Self {
-        Self { alpha: 10.0, beta: 5.0, gamma: 5.0, delta: 1.0 }
+        Self { gan: 1.0, alpha: 10.0, beta: 5.0, gamma: 5.0, delta: 1.0 }
+    }
+}
+
+impl LossWeights {
+    /// These weights with the given generator terms removed (weight 0): the paper's loss ablations.
+    pub fn without(mut self, terms: &[LossTerm]) -> Self {
+        for term in terms {
+            match term {
+                LossTerm::Embedding => self.alpha = 0.0,
+                LossTerm::Topology => self.delta = 0.0,
+                LossTerm::Gan => self.gan = 0.0,
+            }
+        }
+        self
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A term of AdvCLIP's generator objective that an ablation run can leave out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossTerm {
+    /// The InfoNCE embedding deviation (`L_adv`).
+    Embedding,
+    /// The topology deviation (`L_topo`).
+    Topology,
+    /// The discriminator's realism term (`L_gan`); without it the discriminator is not trained either.
+    Gan,
+}
+
+impl LossTerm {
+    pub const ALL: [LossTerm; 3] = [LossTerm::Embedding, LossTerm::Topology, LossTerm::Gan];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LossTerm::Embedding => "embedding",
+            LossTerm::Topology => "topology",
+            LossTerm::Gan => "gan",
+        }
     }
 }
 

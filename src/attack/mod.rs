@@ -13,7 +13,8 @@ pub mod targeted;
 
 pub use advclip::{AdvClipConfig, AdvClipStep, AdvClipTrainer};
 pub use losses::{
-    LossWeights, embedding_deviation_loss, info_nce, topology_deviation, topology_deviation_loss, topology_graph,
+    LossTerm, LossWeights, embedding_deviation_loss, info_nce, topology_deviation, topology_deviation_loss,
+    topology_graph,
 };
 pub use placement::{
     DEFAULT_AREA_FRACTION, Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_patch,

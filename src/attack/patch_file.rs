@@ -128,6 +128,9 @@ pub struct PatchSidecar {
     pub trained_spot: TrainedSpot,
     pub seed: u64,
     pub steps: usize,
+    /// AdvCLIP generator terms the run left out (an ablation); absent for the attack as published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without: Vec<crate::attack::losses::LossTerm>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingMetrics>,
 }

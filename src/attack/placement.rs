@@ -62,8 +62,8 @@ pub fn paste_patch(images: Tensor<4>, patch: Tensor<3>, placement: &PatchPlaceme
     )
 }
 
-/// One draw of the targeted mode's expectation over transformations: the patch's centre, side and rotation in the
-/// pixels of a `image_size` square input.
+/// One draw of the targeted mode's expectation over transformations: the patch's centre, side, rotation and
+/// perspective in the pixels of a `image_size` square input.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PatchTransform {
     pub image_size: usize,
@@ -71,6 +71,9 @@ pub struct PatchTransform {
     pub side: f64,
     /// Radians, counter-clockwise.
     pub angle: f64,
+    /// Perspective (a sheet tilted toward the camera): patch point `q` (in [-1, 1]^2, after the rotation) shows at
+    /// `q / (1 - tilt . q)`, so the edge the tilt points to comes nearer and grows. (0, 0) is a flat paste.
+    pub tilt: (f64, f64),
 }
 
 /// The ranges the transformations are drawn from (Brown et al.'s physical-patch recipe).
@@ -81,6 +84,9 @@ pub struct TransformRanges {
     pub max_side: f64,
     /// Largest rotation either way, in degrees.
     pub max_degrees: f64,
+    /// Largest perspective tilt (`PatchTransform::tilt`, each axis); 0 draws none.
+    #[serde(default)]
+    pub max_tilt: f64,
 }
 
 impl TransformRanges {
@@ -89,7 +95,12 @@ impl TransformRanges {
     /// the gradient (a 10-40 % side range trained a 37 % patch to 22 % success on the step-4500 mini CLIP, these 42 %).
     pub fn around_area(area_fraction: f64) -> Self {
         let side = area_fraction.clamp(0.0, 1.0).sqrt();
-        Self { min_side: 0.8 * side, max_side: (1.2 * side).min(0.95), max_degrees: 22.5 }
+        Self { min_side: 0.8 * side, max_side: (1.2 * side).min(0.95), max_degrees: 22.5, max_tilt: 0.0 }
+    }
+
+    /// These ranges with a slight perspective too: a printed sheet held up to a camera at up to about 10 degrees.
+    pub fn with_tilt(self, max_tilt: f64) -> Self {
+        Self { max_tilt, ..self }
     }
 }
 
@@ -99,11 +110,18 @@ impl PatchTransform {
         let s = image_size as f64;
         let side = s * (ranges.min_side + (ranges.max_side - ranges.min_side) * rng.uniform());
         let angle = (2.0 * rng.uniform() - 1.0) * ranges.max_degrees.to_radians();
-        // Half the rotated square's bounding box.
-        let reach = side / 2.0 * (angle.cos().abs() + angle.sin().abs());
+        // Drawn only when asked for, so that flat draws (evaluation's) stay what they were.
+        let tilt = if ranges.max_tilt > 0.0 {
+            let mut draw = || (2.0 * rng.uniform() - 1.0) * ranges.max_tilt;
+            (draw(), draw())
+        } else {
+            (0.0, 0.0)
+        };
+        // Half the rotated square's bounding box, grown by the most the perspective can enlarge a corner.
+        let reach = side / 2.0 * (angle.cos().abs() + angle.sin().abs()) / (1.0 - tilt.0.abs() - tilt.1.abs());
         let room = (s - 2.0 * reach).max(0.0);
         let center = (reach + room * rng.uniform(), reach + room * rng.uniform());
-        Self { image_size, center, side, angle }
+        Self { image_size, center, side, angle, tilt }
     }
 
     /// For each output pixel, where it falls in the patch, in grid_sample's [-1, 1] coordinates: [1, S, S, 2].
@@ -115,10 +133,12 @@ impl PatchTransform {
         for row in 0..s {
             for col in 0..s {
                 let (u, v) = (col as f64 + 0.5 - self.center.0, row as f64 + 0.5 - self.center.1);
-                // Undo the rotation: image offset -> patch offset.
-                let (pu, pv) = (cos * u + sin * v, -sin * u + cos * v);
-                grid.push((pu / half) as f32);
-                grid.push((pv / half) as f32);
+                // Undo the rotation: image offset -> patch offset, in half-sides.
+                let (pu, pv) = ((cos * u + sin * v) / half, (-sin * u + cos * v) / half);
+                // Undo the perspective: shown point r = q / (1 - t.q) comes from q = r / (1 + t.r).
+                let w = 1.0 + self.tilt.0 * pu + self.tilt.1 * pv;
+                grid.push((pu / w) as f32);
+                grid.push((pv / w) as f32);
             }
         }
         grid
@@ -214,7 +234,7 @@ mod tests {
         let device = burn::tensor::Device::flex();
         let images = Tensor::<4>::zeros([1, 3, 8, 8], &device);
         let patch = Tensor::<3>::ones([3, 4, 4], &device);
-        let t = PatchTransform { image_size: 8, center: (4.0, 4.0), side: 4.0, angle: 0.0 };
+        let t = PatchTransform { image_size: 8, center: (4.0, 4.0), side: 4.0, angle: 0.0, tilt: (0.0, 0.0) };
         let out: Vec<f32> = paste_patch_transformed(images, patch, &t).into_data().try_into_vec().unwrap();
         let expected: Vec<f32> = (0..3 * 64)
             .map(|i| if (2..6).contains(&(i % 64 / 8)) && (2..6).contains(&(i % 8)) { 1.0 } else { 0.0 })
@@ -236,6 +256,36 @@ mod tests {
             let reach = t.side / 2.0 * (t.angle.cos().abs() + t.angle.sin().abs());
             for c in [t.center.0, t.center.1] {
                 assert!(c - reach >= -1e-9 && c + reach <= 64.0 + 1e-9, "centre {c} reach {reach}");
+            }
+        }
+    }
+
+    /// Tilted toward +x, a 20 px patch's right edge shows nearer (taller, further right) and its left edge further
+    /// (shorter, nearer the centre), by the projective factor; sampled tilted draws stay inside the image.
+    #[test]
+    fn a_tilted_patch_shows_in_perspective() {
+        let t = PatchTransform { image_size: 64, center: (32.0, 32.0), side: 20.0, angle: 0.0, tilt: (0.2, 0.0) };
+        let grid = t.sampling_grid();
+        let inside = |row: usize, col: usize| {
+            let (x, y) = (grid[2 * (row * 64 + col)], grid[2 * (row * 64 + col) + 1]);
+            x.abs() <= 1.0 && y.abs() <= 1.0
+        };
+        // Flat, the patch spans columns 22..=41 and every column 20 rows. Tilted, the right edge q.x = 1 shows
+        // 10 / (1 - 0.2) = 12.5 px right of the centre and the left edge 10 / 1.2 = 8.3 px left; a column at
+        // offset u shows rows within 10 * (1 + 0.2 u / 10) px of the centre row.
+        assert!(inside(32, 43) && !inside(32, 45), "the right edge reaches 12.5 px");
+        assert!(inside(32, 24) && !inside(32, 23), "the left edge only 8.3 px");
+        assert_eq!((0..64).filter(|&r| inside(r, 43)).count(), 24, "column 43 (u = 11.5) shows |v| <= 12.3");
+        assert_eq!((0..64).filter(|&r| inside(r, 25)).count(), 18, "column 25 (u = -6.5) shows |v| <= 8.7");
+        let ranges = TransformRanges::around_area(0.1).with_tilt(0.1);
+        let mut rng = crate::rng::SeededRng::new(5, "t");
+        for _ in 0..200 {
+            let t = PatchTransform::sample(64, &ranges, &mut rng);
+            assert!(t.tilt.0.abs() <= 0.1 && t.tilt.1.abs() <= 0.1);
+            let grid = t.sampling_grid();
+            for (row, col) in [(0, 0), (0, 63), (63, 0), (63, 63)] {
+                let (x, y) = (grid[2 * (row * 64 + col)], grid[2 * (row * 64 + col) + 1]);
+                assert!(x.abs() > 1.0 || y.abs() > 1.0, "the patch reaches the corner ({row}, {col})");
             }
         }
     }

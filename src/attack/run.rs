@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::advclip::{AdvClipConfig, AdvClipTrainer};
+use super::losses::{LossTerm, LossWeights};
 use super::metrics::fooling_rate;
 use super::patch_file::{Loss, PatchMode, PatchSidecar, SIDECAR_VERSION, StepLosses, TrainingMetrics};
 use super::placement::{DEFAULT_AREA_FRACTION, PatchPlacement};
@@ -50,6 +51,9 @@ pub struct RunSettings {
     pub batch_size: usize,
     pub area_fraction: f64,
     pub seed: u64,
+    /// AdvCLIP generator terms left out (ablation runs); empty for the attack as published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without: Vec<LossTerm>,
 }
 
 impl RunSettings {
@@ -63,6 +67,7 @@ impl RunSettings {
             batch_size: DEFAULT_BATCH,
             area_fraction: DEFAULT_AREA_FRACTION,
             seed: 0,
+            without: Vec::new(),
         }
     }
 
@@ -77,6 +82,12 @@ impl RunSettings {
             )));
         }
         crate::zeroshot::check_template(&self.template)?;
+        if !self.without.is_empty() && self.mode != AttackMode::AdvClip {
+            return Err(Error::invalid("leaving loss terms out is for AdvCLIP runs; a targeted patch has one loss"));
+        }
+        if self.without.len() == LossTerm::ALL.len() {
+            return Err(Error::invalid("an AdvCLIP run needs at least one of the embedding, topology and GAN terms"));
+        }
         if let AttackMode::Targeted { target, .. } = self.mode {
             if target >= self.labels.len() {
                 return Err(Error::invalid("targeted training needs labels and a target among them"));
@@ -204,8 +215,12 @@ impl PatchRun {
         let placement = PatchPlacement::advclip(image_size, settings.area_fraction)?;
         let trainer = match (&settings.mode, &head) {
             (AttackMode::AdvClip, _) => {
-                let config =
-                    AdvClipConfig { batch_size: settings.batch_size, seed: settings.seed, ..AdvClipConfig::default() };
+                let config = AdvClipConfig {
+                    batch_size: settings.batch_size,
+                    seed: settings.seed,
+                    weights: LossWeights::default().without(&settings.without),
+                    ..AdvClipConfig::default()
+                };
                 Trainer::AdvClip(Box::new(AdvClipTrainer::new(placement, config, device)?))
             }
             (AttackMode::Targeted { target, spot }, Some(head)) => Trainer::Targeted(TargetedPatchTrainer::new(
@@ -399,6 +414,7 @@ impl PatchRun {
             trained_spot,
             seed: settings.seed,
             steps: state.step,
+            without: settings.without.clone(),
             training: Some(TrainingMetrics {
                 losses: state.last_losses.clone(),
                 rate,

@@ -19,6 +19,9 @@ pub struct PatchPixels {
 }
 
 pub const PATCH_PARAM_ID: u64 = 0xAD5C_11B0;
+/// The perspective a patch trained for any spot learns to survive (`PatchTransform::tilt`, each axis): a printed
+/// sheet held up to a webcam at up to about 10 degrees off square.
+pub const PRINT_TILT: f64 = 0.1;
 
 impl PatchPixels {
     pub fn new(pixels: Tensor<3>) -> Self {
@@ -173,7 +176,7 @@ impl TargetedPatchTrainer {
             TrainedSpot::Fixed => (Paste::Fixed(*placement), None),
             TrainedSpot::Random => {
                 let mut rng = SeededRng::new(seed, &format!("transform {step}"));
-                let ranges = TransformRanges::around_area(placement.area_fraction());
+                let ranges = TransformRanges::around_area(placement.area_fraction()).with_tilt(PRINT_TILT);
                 let transform = PatchTransform::sample(placement.image_size, &ranges, &mut rng);
                 let camera = CameraEffects::sample(&CameraRanges::default(), &mut rng);
                 (Paste::Transformed(vec![transform]), Some(camera))

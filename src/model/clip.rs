@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
+use super::batch_split;
 use super::config::ClipConfig;
 use super::text::{TextTransformer, TokenBatch};
 use super::vision::VisionTransformer;
@@ -57,12 +58,20 @@ impl Clip {
 
     /// Projected image features, not normalised: [batch, projection_dim].
     pub fn image_features(&self, pixels: Tensor<4>) -> Tensor<2> {
-        self.visual_projection.forward(self.vision_model.forward(pixels))
+        let forward = |pixels: Tensor<4>| self.visual_projection.forward(self.vision_model.forward(pixels));
+        match batch_split::slices(&pixels.device(), pixels.dims()[0]) {
+            1 => forward(pixels),
+            n => Tensor::cat(batch_split::map(pixels.chunk(n, 0), forward), 0),
+        }
     }
 
     /// Projected text features, not normalised: [batch, projection_dim].
     pub fn text_features(&self, tokens: &TokenBatch) -> Tensor<2> {
-        self.text_projection.forward(self.text_model.forward(tokens))
+        let forward = |tokens: &TokenBatch| self.text_projection.forward(self.text_model.forward(tokens));
+        match batch_split::slices(&self.text_projection.weight.device(), tokens.batch) {
+            1 => forward(tokens),
+            n => Tensor::cat(batch_split::map(tokens.split(n), |part| forward(&part)), 0),
+        }
     }
 
     /// L2-normalised image embeddings of CLIP-normalised pixels [batch, 3, size, size].
@@ -85,4 +94,73 @@ impl Clip {
 pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt();
     x / norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::{Activation, TextConfig, VisionConfig};
+    use burn::tensor::{Distribution, Tolerance};
+
+    fn small_config() -> ClipConfig {
+        ClipConfig {
+            vision: VisionConfig {
+                image_size: 32,
+                patch_size: 8,
+                hidden_size: 64,
+                intermediate_size: 256,
+                num_layers: 2,
+                num_heads: 4,
+                layer_norm_eps: 1e-5,
+            },
+            text: TextConfig {
+                vocab_size: 1000,
+                context_length: 16,
+                hidden_size: 64,
+                intermediate_size: 256,
+                num_layers: 2,
+                num_heads: 4,
+                layer_norm_eps: 1e-5,
+            },
+            projection_dim: 32,
+            activation: Activation::QuickGelu,
+        }
+    }
+
+    /// A batch encoded in slices on a pool of three threads equals its rows encoded one by one (batches of one are
+    /// never split), for images and for texts of different lengths.
+    #[test]
+    fn a_batch_split_across_threads_encodes_like_its_rows_one_by_one() {
+        let device = Device::flex();
+        let model = Clip::new(&small_config(), &device);
+        let pixels = Tensor::<4>::random([5, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let sequences: Vec<Vec<u32>> = (0..5)
+            .map(|i| (0..3 + 2 * i).map(|t| 1 + (7 * i + t) as u32 % 900).chain([49407 % 1000]).collect())
+            .collect();
+        let tokens = TokenBatch::new(&sequences, 16, 1000).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let (images, texts) = pool.install(|| {
+            assert_eq!(batch_split::slices(&device, 5), 3);
+            (model.image_features(pixels.clone()), model.text_features(&tokens))
+        });
+        let one_by_one_images =
+            Tensor::cat((0..5).map(|i| model.image_features(pixels.clone().narrow(0, i, 1))).collect(), 0);
+        let one_by_one_texts = Tensor::cat(
+            (0..5).map(|i| model.text_features(&TokenBatch::new(&sequences[i..i + 1], 16, 1000).unwrap())).collect(),
+            0,
+        );
+        images.into_data().assert_approx_eq::<f32>(&one_by_one_images.into_data(), Tolerance::absolute(1e-5));
+        texts.into_data().assert_approx_eq::<f32>(&one_by_one_texts.into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn token_batches_split_into_consecutive_rows() {
+        let sequences: Vec<Vec<u32>> = (0..5).map(|i| vec![1, 2 + i as u32, 7]).collect();
+        let tokens = TokenBatch::new(&sequences, 6, 10).unwrap();
+        let parts = tokens.split(2);
+        assert_eq!(parts.iter().map(|p| p.batch).collect::<Vec<_>>(), [3, 2]);
+        assert_eq!(parts.iter().flat_map(|p| p.ids.clone()).collect::<Vec<_>>(), tokens.ids);
+        assert_eq!(parts[1].eot_positions, tokens.eot_positions[3..]);
+        assert_eq!(tokens.split(9).len(), 5);
+    }
 }

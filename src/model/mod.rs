@@ -1,5 +1,6 @@
 //! CLIP in Burn: config, the two towers over a shared transformer block, and weight loading.
 
+mod batch_split;
 pub mod clip;
 pub mod config;
 pub mod load;
@@ -8,6 +9,7 @@ pub mod text;
 pub mod transformer;
 pub mod vision;
 
+pub use batch_split::set_batch_split;
 pub use clip::{Clip, l2_normalize};
 pub use config::{Activation, ClipConfig, Preset, TextConfig, VisionConfig};
 #[cfg(not(target_arch = "wasm32"))]

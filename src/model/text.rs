@@ -58,6 +58,23 @@ impl TokenBatch {
         Ok(Self { ids, batch: sequences.len(), length, eot_positions })
     }
 
+    /// The rows cut into `parts` consecutive batches of near-equal size (fewer when there are fewer rows).
+    pub fn split(&self, parts: usize) -> Vec<TokenBatch> {
+        let per_part = self.batch.div_ceil(parts.max(1));
+        (0..self.batch)
+            .step_by(per_part)
+            .map(|start| {
+                let end = (start + per_part).min(self.batch);
+                TokenBatch {
+                    ids: self.ids[start * self.length..end * self.length].to_vec(),
+                    batch: end - start,
+                    length: self.length,
+                    eot_positions: self.eot_positions[start..end].to_vec(),
+                }
+            })
+            .collect()
+    }
+
     /// The same batch cut after the last position any row pools at. Under the causal mask no position attends to a
     /// later one, so what follows every EOT cannot change a pooled output: the cut batch encodes to the same
     /// embeddings, for a fraction of the work (a prompt is ~10 tokens of the 77).

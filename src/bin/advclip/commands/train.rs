@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use advclip::attack::TrainedSpot;
 use advclip::attack::run::{AttackMode, DEFAULT_BATCH, RunFiles, RunSettings, train_to_files};
+use advclip::attack::{LossTerm, TrainedSpot};
 use advclip::dataset::Dataset;
 use advclip::zeroshot::{self, DEFAULT_TEMPLATE};
 use anyhow::{Context, Result, bail};
@@ -71,6 +71,27 @@ pub struct TrainArgs {
     /// Continue from PATCH.ckpt exactly where the last run stopped
     #[arg(long)]
     resume: bool,
+    /// AdvCLIP ablation: leave these generator terms out (comma-separated: embedding, topology, gan)
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "TERM,...")]
+    without: Vec<TermFlag>,
+}
+
+/// A generator term `--without` can leave out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TermFlag {
+    Embedding,
+    Topology,
+    Gan,
+}
+
+impl From<TermFlag> for LossTerm {
+    fn from(flag: TermFlag) -> Self {
+        match flag {
+            TermFlag::Embedding => LossTerm::Embedding,
+            TermFlag::Topology => LossTerm::Topology,
+            TermFlag::Gan => LossTerm::Gan,
+        }
+    }
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -108,6 +129,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         batch_size,
         area_fraction: args.area,
         seed: args.seed,
+        without: {
+            let mut terms: Vec<LossTerm> = args.without.iter().map(|&t| t.into()).collect();
+            terms.sort();
+            terms.dedup();
+            terms
+        },
         ..RunSettings::new(mode, labels, steps)
     };
     let files =
