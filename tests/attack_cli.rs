@@ -63,6 +63,20 @@ fn train_until(data: &Path, out: &Path, mode: &[&str], steps: usize, stop_at: Op
     advclip(&args)
 }
 
+/// The sidecar written beside a patch PNG.
+fn read_sidecar(png: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(png.with_extension("json")).unwrap()).unwrap()
+}
+
+/// A run that failed with one clear error naming `needle`, not a panic.
+fn expect_error(out: Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !stderr.contains("panicked") && stderr.contains(needle),
+        "expected an error with {needle:?}: {stderr}"
+    );
+}
+
 fn check_resume_is_exact(mode: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let data = image_folder(dir.path());
@@ -89,9 +103,6 @@ fn check_resume_is_exact(mode: &[&str]) {
         meta.metadata().as_ref().unwrap()["state"].clone()
     };
     assert_eq!(state(&straight), state(&interrupted), "resumed checkpoint state differs from the uninterrupted one");
-    let read_sidecar = |png: &std::path::Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(png.with_extension("json")).unwrap()).unwrap()
-    };
     let sidecar = read_sidecar(&straight);
     // The whole sidecar, running rate and last losses included, survives the interruption.
     assert_eq!(sidecar, read_sidecar(&interrupted), "resumed sidecar differs from the uninterrupted one");
@@ -134,28 +145,22 @@ fn advclip_ablations_leave_a_term_out_and_say_so() {
     let data = image_folder(dir.path());
     let full = dir.path().join("full.png");
     ok(train(&data, &full, &["--mode", "advclip"], 2, false));
-    let sidecar = |png: &Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(png.with_extension("json")).unwrap()).unwrap()
-    };
-    assert!(sidecar(&full).get("without").is_none(), "{}", sidecar(&full));
+    assert!(read_sidecar(&full).get("without").is_none(), "{}", read_sidecar(&full));
     for term in ["embedding", "topology", "gan"] {
         let ablated = dir.path().join(format!("without-{term}.png"));
         ok(train(&data, &ablated, &["--mode", "advclip", "--without", term], 2, false));
-        let (full, ablated) = (sidecar(&full), sidecar(&ablated));
+        let (all_terms, ablated) = (read_sidecar(&full), read_sidecar(&ablated));
         assert_eq!(ablated["without"], serde_json::json!([term]));
         // Two steps barely move the patch (8-bit PNGs may not show it); the objective's value shows the change.
         let generator = |s: &serde_json::Value| s["training"]["losses"]["generator"].as_f64().unwrap();
-        assert!((generator(&full) - generator(&ablated)).abs() > 1e-4, "without {term}: {full} vs {ablated}");
+        assert!((generator(&all_terms) - generator(&ablated)).abs() > 1e-4, "without {term}: {all_terms} vs {ablated}");
         if term == "gan" {
             // No GAN term: the discriminator is not trained at all.
             assert_eq!(ablated["training"]["losses"]["discriminator"], 0.0, "{ablated}");
             assert_eq!(ablated["training"]["losses"]["gan"], 0.0, "{ablated}");
         }
     }
-    let fail = |out: Output, needle: &str| {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && stderr.contains(needle), "expected an error with {needle:?}: {stderr}");
-    };
+    let fail = expect_error;
     let out = dir.path().join("refused.png");
     fail(train(&data, &out, &["--mode", "advclip", "--without", "gan,embedding,topology"], 1, false), "at least one");
     fail(train(&data, &out, &["--mode", "targeted", "--target", "cat", "--without", "gan"], 1, false), "AdvCLIP runs");
@@ -219,19 +224,12 @@ fn bad_training_inputs_get_clear_errors() {
     let out = dir.path().join("p.png");
     // An unreadable image is skipped with a warning, not fatal.
     let run = ok(train(&data, &out, &["--mode", "targeted", "--target", "cat"], 3, false));
-    let sidecar: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.with_extension("json")).unwrap()).unwrap();
+    let sidecar = read_sidecar(&out);
     // Counted once, however often the unreadable image comes round.
     assert_eq!(sidecar["training"]["skipped_images"], 1, "{sidecar}");
     assert!(String::from_utf8_lossy(&run.stderr).contains("broken.png"));
 
-    let fail = |out: Output, needle: &str| {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && !stderr.contains("panicked") && stderr.contains(needle),
-            "expected an error with {needle:?}: {stderr}"
-        );
-    };
+    let fail = expect_error;
     fail(train(&data, &out, &["--mode", "targeted", "--target", "horse"], 2, false), "horse");
     fail(train(&data, &out, &["--mode", "targeted"], 2, false), "--target");
     let empty = dir.path().join("empty");
