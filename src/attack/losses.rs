@@ -65,14 +65,6 @@ pub enum LossTerm {
 
 impl LossTerm {
     pub const ALL: [LossTerm; 3] = [LossTerm::Embedding, LossTerm::Topology, LossTerm::Gan];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LossTerm::Embedding => "embedding",
-            LossTerm::Topology => "topology",
-            LossTerm::Gan => "gan",
-        }
-    }
 }
 
 fn identity_mask(n: usize, device: &Device) -> Tensor<2, Bool> {

@@ -282,10 +282,13 @@ mod tests {
         for _ in 0..200 {
             let t = PatchTransform::sample(64, &ranges, &mut rng);
             assert!(t.tilt.0.abs() <= 0.1 && t.tilt.1.abs() <= 0.1);
-            let grid = t.sampling_grid();
-            for (row, col) in [(0, 0), (0, 63), (63, 0), (63, 63)] {
-                let (x, y) = (grid[2 * (row * 64 + col)], grid[2 * (row * 64 + col) + 1]);
-                assert!(x.abs() > 1.0 || y.abs() > 1.0, "the patch reaches the corner ({row}, {col})");
+            // Each corner q of the patch shows at centre + rotate(q / (1 - t.q)) half-sides: inside the image.
+            let (sin, cos) = t.angle.sin_cos();
+            for q in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)] {
+                let w = 1.0 - t.tilt.0 * q.0 - t.tilt.1 * q.1;
+                let (rx, ry) = (q.0 / w * t.side / 2.0, q.1 / w * t.side / 2.0);
+                let (x, y) = (t.center.0 + cos * rx - sin * ry, t.center.1 + sin * rx + cos * ry);
+                assert!((0.0..=64.0).contains(&x) && (0.0..=64.0).contains(&y), "corner {q:?} shows at ({x}, {y})");
             }
         }
     }
