@@ -459,12 +459,10 @@ impl Session {
             .map_err(js_error)?
             .concat();
         let unit = Tensor::<4>::from_data(TensorData::new(pixels, [images.len(), 3, size, size]), &self.device);
-        let clean = read_f32(head.probabilities(model.encode_image(normalize_pixels(unit.clone())))).await?;
         let patched = match self.patch.as_ref().filter(|p| p.enabled) {
             Some(p) if p.sidecar.image_size == size => {
                 let patch = patch_tensor(p.pixels.clone(), p.sidecar.placement.size, &self.device);
-                let on = crate::attack::placement::paste_patch(unit, patch, &p.sidecar.placement);
-                Some(read_f32(head.probabilities(model.encode_image(normalize_pixels(on)))).await?)
+                Some(crate::attack::placement::paste_patch(unit.clone(), patch, &p.sidecar.placement))
             }
             Some(p) => {
                 return Err(js_error(format!(
@@ -474,13 +472,23 @@ impl Session {
             }
             None => None,
         };
+        // Clean and patched images go through CLIP as one batch: one pass, which the CPU path splits across its
+        // threads (a webcam frame and its patched copy are a batch of two, not two batches of one).
+        let with_patch = patched.is_some();
+        let batch = match patched {
+            Some(on) => Tensor::cat(vec![unit, on], 0),
+            None => unit,
+        };
+        let probabilities = read_f32(head.probabilities(model.encode_image(normalize_pixels(batch)))).await?;
         let n = labels.len();
+        let (clean, patched) = probabilities.split_at(images.len() * n);
+        let patched = with_patch.then_some(patched);
         Ok(clean
             .chunks(n)
             .enumerate()
             .map(|(i, row)| Classified {
                 clean: ranked(&labels, row, top_k),
-                patched: patched.as_ref().map(|p| ranked(&labels, &p[i * n..(i + 1) * n], top_k)),
+                patched: patched.map(|p| ranked(&labels, &p[i * n..(i + 1) * n], top_k)),
             })
             .collect())
     }
