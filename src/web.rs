@@ -474,15 +474,15 @@ impl Session {
         };
         // Clean and patched images go through CLIP as one batch: one pass, which the CPU path splits across its
         // threads (a webcam frame and its patched copy are a batch of two, not two batches of one).
-        let with_patch = patched.is_some();
         let batch = match patched {
             Some(on) => Tensor::cat(vec![unit, on], 0),
             None => unit,
         };
         let probabilities = read_f32(head.probabilities(model.encode_image(normalize_pixels(batch)))).await?;
         let n = labels.len();
+        // Rows past the clean images are the patched ones, if a patch was on.
         let (clean, patched) = probabilities.split_at(images.len() * n);
-        let patched = with_patch.then_some(patched);
+        let patched = (!patched.is_empty()).then_some(patched);
         Ok(clean
             .chunks(n)
             .enumerate()

@@ -48,7 +48,8 @@ pub enum EvalSpot {
 
 pub struct EvalOptions<'a> {
     pub labels: &'a [String],
-    pub spot: EvalSpot,
+    /// Every place to measure the patch at, in one pass over the data (at least one).
+    pub spots: &'a [EvalSpot],
     pub template: &'a str,
     pub target: Option<usize>,
     pub defences: &'a [Defence],
@@ -57,9 +58,10 @@ pub struct EvalOptions<'a> {
     pub probe: bool,
 }
 
-/// Evaluates `patch` ([3, p, p] pixels in [0, 1], host) at its placement on `dataset` (with no patch, only the clean
-/// numbers mean anything: the "patched" images are the clean ones); unreadable images are skipped and
-/// counted in the returned number.
+/// Evaluates `patch` ([3, p, p] pixels in [0, 1], host) at each of `options.spots` on `dataset` (with no patch, only
+/// the clean numbers mean anything: the "patched" images are the clean ones): one list of reports per spot, the
+/// images read and their clean predictions computed once for all; unreadable images are skipped and counted in the
+/// returned number.
 pub fn evaluate_patch(
     model: &Clip,
     dataset: &Dataset,
@@ -67,8 +69,11 @@ pub fn evaluate_patch(
     options: &EvalOptions,
     device: &Device,
     mut on_batch: impl FnMut(usize),
-) -> Result<(Vec<EvalReport>, usize)> {
+) -> Result<(Vec<Vec<EvalReport>>, usize)> {
     let size = model.config().vision.image_size;
+    if options.spots.is_empty() {
+        return Err(Error::invalid("no spot to evaluate the patch at"));
+    }
     if let Some((_, placement)) = patch
         && placement.image_size != size
     {
@@ -90,11 +95,11 @@ pub fn evaluate_patch(
     let mut skipped = 0;
     let mut truth = Vec::new();
     let mut captions = Vec::new();
-    // Per condition: clean and patched predictions and embeddings.
+    // Per condition: clean predictions and embeddings; per spot and condition, the patched ones.
     let mut clean_pred = vec![Vec::new(); conditions.len()];
-    let mut adv_pred = vec![Vec::new(); conditions.len()];
     let mut clean_emb = vec![Vec::new(); conditions.len()];
-    let mut adv_emb = vec![Vec::new(); conditions.len()];
+    let mut adv_pred = vec![vec![Vec::new(); conditions.len()]; options.spots.len()];
+    let mut adv_emb = vec![vec![Vec::new(); conditions.len()]; options.spots.len()];
     let mut start = 0;
     while start < n_items {
         let end = (start + options.batch_size.max(1)).min(n_items);
@@ -120,38 +125,46 @@ pub fn evaluate_patch(
         }
         let b = images.len();
         let clean = Tensor::<4>::from_data(TensorData::new(images.concat(), [b, 3, size, size]), device);
-        let patched = match (&patch, options.spot) {
-            (Some((p, placement)), EvalSpot::Fixed) => paste_patch(clean.clone(), p.clone(), placement),
-            (Some((p, placement)), EvalSpot::Random { seed }) => {
-                let ranges = TransformRanges::around_area(placement.area_fraction());
-                let each = (0..b)
-                    .map(|i| {
-                        // The image's place among those read so far: the same draw whatever the batch size.
-                        let index = truth.len() - b + i;
-                        let mut rng = crate::rng::SeededRng::new(seed, &format!("eval spot {index}"));
-                        PatchTransform::sample(size, &ranges, &mut rng)
-                    })
-                    .collect();
-                Paste::Transformed(each).apply(clean.clone(), p.clone())
-            }
-            (None, _) => clean.clone(),
+        let patched_hosts = options
+            .spots
+            .iter()
+            .map(|&spot| {
+                let patched = match (&patch, spot) {
+                    (Some((p, placement)), EvalSpot::Fixed) => paste_patch(clean.clone(), p.clone(), placement),
+                    (Some((p, placement)), EvalSpot::Random { seed }) => {
+                        let ranges = TransformRanges::around_area(placement.area_fraction());
+                        let each = (0..b)
+                            .map(|i| {
+                                // The image's place among those read so far: the same draw whatever the batch size.
+                                let index = truth.len() - b + i;
+                                let mut rng = crate::rng::SeededRng::new(seed, &format!("eval spot {index}"));
+                                PatchTransform::sample(size, &ranges, &mut rng)
+                            })
+                            .collect();
+                        Paste::Transformed(each).apply(clean.clone(), p.clone())
+                    }
+                    (None, _) => clean.clone(),
+                };
+                read(patched)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let clean_host = read(clean)?;
+        let classify = |pixels: Vec<f32>, preds: &mut Vec<usize>, embs: &mut Vec<f32>| -> Result<()> {
+            let x = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, size, size]), device);
+            let e = model.encode_image(normalize_pixels(x));
+            let logits = read(head.logits(e.clone()))?;
+            preds.extend(logits.chunks(options.labels.len()).map(argmax));
+            embs.extend(read(e)?);
+            Ok(())
         };
-        let (clean_host, patched_host) = (read(clean)?, read(patched)?);
+        let through = |pixels: &[f32], defence: Option<&Defence>| match defence {
+            None => Ok(pixels.to_vec()),
+            Some(d) => defend(pixels, b, size, d, start as u64),
+        };
         for (c, defence) in conditions.iter().enumerate() {
-            let (clean_px, adv_px) = match defence {
-                None => (clean_host.clone(), patched_host.clone()),
-                Some(d) => {
-                    (defend(&clean_host, b, size, d, start as u64)?, defend(&patched_host, b, size, d, start as u64)?)
-                }
-            };
-            for (pixels, preds, embs) in
-                [(clean_px, &mut clean_pred[c], &mut clean_emb[c]), (adv_px, &mut adv_pred[c], &mut adv_emb[c])]
-            {
-                let x = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, size, size]), device);
-                let e = model.encode_image(normalize_pixels(x));
-                let logits = read(head.logits(e.clone()))?;
-                preds.extend(logits.chunks(options.labels.len()).map(argmax));
-                embs.extend(read(e)?);
+            classify(through(&clean_host, *defence)?, &mut clean_pred[c], &mut clean_emb[c])?;
+            for (s, patched_host) in patched_hosts.iter().enumerate() {
+                classify(through(patched_host, *defence)?, &mut adv_pred[s][c], &mut adv_emb[s][c])?;
             }
         }
     }
@@ -166,73 +179,72 @@ pub fn evaluate_patch(
         None
     };
     let dim = model.config().projection_dim;
-    let reports = conditions
-        .iter()
-        .enumerate()
-        .map(|(c, defence)| {
-            let pick = |v: &[usize]| labelled.iter().map(|&i| v[i]).collect::<Vec<_>>();
-            let t: Vec<usize> = labelled.iter().map(|&i| truth[i].unwrap_or(0)).collect();
-            let zero_shot = if labelled.is_empty() {
-                // No ground truth: only the fooling rate and the targeted success are meaningful.
-                let mut m = zero_shot_metrics(&clean_pred[c], &clean_pred[c], &adv_pred[c], options.target);
-                m.clean_accuracy = f64::NAN;
-                m.patched_accuracy = f64::NAN;
-                m
-            } else {
-                zero_shot_metrics(&t, &pick(&clean_pred[c]), &pick(&adv_pred[c]), options.target)
+    let report = |s: usize, c: usize, defence: Option<&Defence>| {
+        let (adv_pred, adv_emb) = (&adv_pred[s], &adv_emb[s]);
+        let pick = |v: &[usize]| labelled.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let t: Vec<usize> = labelled.iter().map(|&i| truth[i].unwrap_or(0)).collect();
+        let zero_shot = if labelled.is_empty() {
+            // No ground truth: only the fooling rate and the targeted success are meaningful.
+            let mut m = zero_shot_metrics(&clean_pred[c], &clean_pred[c], &adv_pred[c], options.target);
+            m.clean_accuracy = f64::NAN;
+            m.patched_accuracy = f64::NAN;
+            m
+        } else {
+            zero_shot_metrics(&t, &pick(&clean_pred[c]), &pick(&adv_pred[c]), options.target)
+        };
+        let retrieval = text_embeddings.as_ref().map(|texts| {
+            let n = truth.len();
+            let sims = |images: &[f32]| -> (Vec<f32>, Vec<f32>) {
+                let i2t: Vec<f32> = (0..n)
+                    .flat_map(|i| {
+                        (0..n).map(move |j| dot(&images[i * dim..(i + 1) * dim], &texts[j * dim..(j + 1) * dim]))
+                    })
+                    .collect();
+                let t2i: Vec<f32> = (0..n).flat_map(|j| (0..n).map(|i| i2t[i * n + j]).collect::<Vec<_>>()).collect();
+                (i2t, t2i)
             };
-            let retrieval = text_embeddings.as_ref().map(|texts| {
-                let n = truth.len();
-                let sims = |images: &[f32]| -> (Vec<f32>, Vec<f32>) {
-                    let i2t: Vec<f32> = (0..n)
-                        .flat_map(|i| {
-                            (0..n).map(move |j| dot(&images[i * dim..(i + 1) * dim], &texts[j * dim..(j + 1) * dim]))
-                        })
-                        .collect();
-                    let t2i: Vec<f32> =
-                        (0..n).flat_map(|j| (0..n).map(|i| i2t[i * n + j]).collect::<Vec<_>>()).collect();
-                    (i2t, t2i)
-                };
-                let (ci, ct) = sims(&clean_emb[c]);
-                let (ai, at) = sims(&adv_emb[c]);
-                let pair = |q: usize, g: usize| q == g;
-                RetrievalReport {
-                    image_to_text_clean: retrieval_metrics(&ci, n, n, pair),
-                    image_to_text_patched: retrieval_metrics(&ai, n, n, pair),
-                    text_to_image_clean: retrieval_metrics(&ct, n, n, pair),
-                    text_to_image_patched: retrieval_metrics(&at, n, n, pair),
-                }
-            });
-            let mlp_probe = (options.probe && c == 0 && labelled.len() >= 4).then(|| {
-                // Even positions of a seeded shuffle train the probe, odd ones test it.
-                let order = crate::rng::SeededRng::new(0, "probe split").permutation(labelled.len());
-                let (train, test): (Vec<usize>, Vec<usize>) =
-                    order.iter().map(|&k| labelled[k]).enumerate().fold((vec![], vec![]), |(mut a, mut b), (k, i)| {
-                        if k % 2 == 0 {
-                            a.push(i)
-                        } else {
-                            b.push(i)
-                        }
-                        (a, b)
-                    });
-                let rows = |emb: &[f32], idx: &[usize]| {
-                    idx.iter().flat_map(|&i| emb[i * dim..(i + 1) * dim].iter().copied()).collect::<Vec<f32>>()
-                };
-                let label_of = |idx: &[usize]| idx.iter().map(|&i| truth[i].unwrap_or(0)).collect::<Vec<usize>>();
-                super::probe::mlp_probe(
-                    &rows(&clean_emb[c], &train),
-                    &label_of(&train),
-                    &rows(&clean_emb[c], &test),
-                    &rows(&adv_emb[c], &test),
-                    &label_of(&test),
-                    dim,
-                    options.labels.len(),
-                    0,
-                    &device.clone().autodiff(),
-                )
-            });
-            EvalReport { defence: defence.map(Defence::name), zero_shot, retrieval, mlp_probe }
-        })
+            let (ci, ct) = sims(&clean_emb[c]);
+            let (ai, at) = sims(&adv_emb[c]);
+            let pair = |q: usize, g: usize| q == g;
+            RetrievalReport {
+                image_to_text_clean: retrieval_metrics(&ci, n, n, pair),
+                image_to_text_patched: retrieval_metrics(&ai, n, n, pair),
+                text_to_image_clean: retrieval_metrics(&ct, n, n, pair),
+                text_to_image_patched: retrieval_metrics(&at, n, n, pair),
+            }
+        });
+        let mlp_probe = (options.probe && c == 0 && labelled.len() >= 4).then(|| {
+            // Even positions of a seeded shuffle train the probe, odd ones test it.
+            let order = crate::rng::SeededRng::new(0, "probe split").permutation(labelled.len());
+            let (train, test): (Vec<usize>, Vec<usize>) =
+                order.iter().map(|&k| labelled[k]).enumerate().fold((vec![], vec![]), |(mut a, mut b), (k, i)| {
+                    if k % 2 == 0 {
+                        a.push(i)
+                    } else {
+                        b.push(i)
+                    }
+                    (a, b)
+                });
+            let rows = |emb: &[f32], idx: &[usize]| {
+                idx.iter().flat_map(|&i| emb[i * dim..(i + 1) * dim].iter().copied()).collect::<Vec<f32>>()
+            };
+            let label_of = |idx: &[usize]| idx.iter().map(|&i| truth[i].unwrap_or(0)).collect::<Vec<usize>>();
+            super::probe::mlp_probe(
+                &rows(&clean_emb[c], &train),
+                &label_of(&train),
+                &rows(&clean_emb[c], &test),
+                &rows(&adv_emb[c], &test),
+                &label_of(&test),
+                dim,
+                options.labels.len(),
+                0,
+                &device.clone().autodiff(),
+            )
+        });
+        EvalReport { defence: defence.map(Defence::name), zero_shot, retrieval, mlp_probe }
+    };
+    let reports = (0..options.spots.len())
+        .map(|s| conditions.iter().enumerate().map(|(c, defence)| report(s, c, *defence)).collect())
         .collect();
     Ok((reports, skipped))
 }

@@ -87,8 +87,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if random && loaded.is_none() {
         bail!("--placement random needs a --patch to place");
     }
+    let spots =
+        if random { vec![EvalSpot::Fixed, EvalSpot::Random { seed: args.seed }] } else { vec![EvalSpot::Fixed] };
     let options = EvalOptions {
-        spot: EvalSpot::Fixed,
+        spots: &spots,
         labels,
         template,
         target,
@@ -100,16 +102,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let patch = loaded.as_ref().map(|(pixels, sidecar)| (pixels.as_slice(), &sidecar.placement));
     let result = evaluate_patch(&model, &dataset, patch, &options, &device, |k| bar.inc(k as u64));
     bar.finish_and_clear();
-    let (reports, skipped) = result?;
-    let anywhere = if random {
-        let bar = progress_bar(n, "images, random spots");
-        let options = EvalOptions { spot: EvalSpot::Random { seed: args.seed }, ..options };
-        let result = evaluate_patch(&model, &dataset, patch, &options, &device, |k| bar.inc(k as u64));
-        bar.finish_and_clear();
-        Some(result?.0)
-    } else {
-        None
-    };
+    let (mut per_spot, skipped) = result?;
+    let anywhere = random.then(|| per_spot.pop().expect("the random spot's reports"));
+    let reports = per_spot.pop().expect("the fixed spot's reports");
     if skipped > 0 {
         eprintln!("warning: skipped {skipped} unreadable images");
     }
