@@ -51,32 +51,92 @@ impl CameraEffects {
 
     /// The printed patch ([3, p, p] in [0, 1]): contrast around mid-grey, brightness, then each channel's gain.
     pub fn on_patch(&self, patch: Tensor<3>) -> Tensor<3> {
-        let device = patch.device();
-        let gains = Tensor::<1>::from_floats(self.gains.map(|g| g as f32), &device).reshape([3, 1, 1]);
-        patch.sub_scalar(0.5).mul_scalar(self.contrast).add_scalar(0.5 + self.brightness).mul(gains).clamp(0.0, 1.0)
+        CameraDraws(vec![self.clone()]).on_patch(patch).squeeze_dim(0)
     }
 
     /// The camera's view of the whole picture ([B, 3, S, S] in [0, 1]): Gaussian blur, then sensor noise.
     pub fn on_images(&self, images: Tensor<4>) -> Tensor<4> {
+        CameraDraws(vec![self.clone()]).on_images(images)
+    }
+
+    /// The blur's 5 taps along one axis (radius 2 covers 2.2 sigma at the largest blur), summing to one; a
+    /// negligible blur is the identity.
+    fn blur_taps(&self) -> [f64; 5] {
+        if self.blur <= 0.05 {
+            return [0.0, 0.0, 1.0, 0.0, 0.0];
+        }
+        let taps = [-2, -1, 0, 1, 2].map(|x: i32| (-(x * x) as f64 / (2.0 * self.blur * self.blur)).exp());
+        let sum: f64 = taps.iter().sum();
+        taps.map(|t| t / sum)
+    }
+}
+
+/// Print-and-camera draws for a batch: one for every image, or one per image (each image of a training step then
+/// sees its own print and camera, as it sees its own place: a finer estimate of the expectation per step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraDraws(pub Vec<CameraEffects>);
+
+impl CameraDraws {
+    /// `count` independent draws.
+    pub fn sample(count: usize, ranges: &CameraRanges, rng: &mut SeededRng) -> Self {
+        Self((0..count).map(|_| CameraEffects::sample(ranges, rng)).collect())
+    }
+
+    /// The printed patch ([3, p, p] in [0, 1]) as each draw prints it: [draws, 3, p, p].
+    pub fn on_patch(&self, patch: Tensor<3>) -> Tensor<4> {
+        let device = patch.device();
+        let n = self.0.len();
+        let per_draw = |f: &dyn Fn(&CameraEffects) -> f64| {
+            Tensor::<1>::from_floats(self.0.iter().map(|e| f(e) as f32).collect::<Vec<_>>().as_slice(), &device)
+                .reshape([n, 1, 1, 1])
+        };
+        let contrast = per_draw(&|e| e.contrast);
+        let offset = per_draw(&|e| 0.5 + e.brightness);
+        let gains: Vec<f32> = self.0.iter().flat_map(|e| e.gains.map(|g| g as f32)).collect();
+        let gains = Tensor::<4>::from_data(TensorData::new(gains, [n, 3, 1, 1]), &device);
+        (patch.unsqueeze::<4>().sub_scalar(0.5) * contrast + offset).mul(gains).clamp(0.0, 1.0)
+    }
+
+    /// The camera's view of the whole pictures ([B, 3, S, S] in [0, 1]; one draw for all, or one per image):
+    /// Gaussian blur, then sensor noise.
+    pub fn on_images(&self, images: Tensor<4>) -> Tensor<4> {
         let device = images.device();
         let [batch, channels, height, width] = images.dims();
-        let blurred = if self.blur > 0.05 {
-            // A 5x5 kernel (radius 2 covers 2.2 sigma at the largest blur), one per channel; the border is
-            // replicated so the picture's edge does not darken.
-            let taps: Vec<f64> =
-                (-2..=2).map(|x: i32| (-(x * x) as f64 / (2.0 * self.blur * self.blur)).exp()).collect();
-            let sum: f64 = taps.iter().sum();
-            let kernel: Vec<f32> = (0..channels)
-                .flat_map(|_| taps.iter().flat_map(|a| taps.iter().map(move |b| (a * b / (sum * sum)) as f32)))
-                .collect();
-            let weight = Tensor::<4>::from_data(TensorData::new(kernel, [channels, 1, 5, 5]), &device);
-            let padded = replicate_pad(images, 2);
-            burn::tensor::module::conv2d(padded, weight, None, ConvOptions::new([1, 1], [0, 0], [1, 1], channels))
-        } else {
+        let n = self.0.len();
+        assert!(n == 1 || n == batch, "{n} camera draws for {batch} images");
+        let draw = |i: usize| &self.0[if n == 1 { 0 } else { i }];
+        let blurred = if (0..n).all(|i| self.0[i].blur <= 0.05) {
             images
+        } else {
+            // One 5x5 kernel per image and channel, applied as a grouped convolution over the batch folded into
+            // the channels; the border is replicated so the picture's edge does not darken.
+            let kernel: Vec<f32> = (0..batch)
+                .flat_map(|i| {
+                    let taps = draw(i).blur_taps();
+                    (0..channels).flat_map(move |_| {
+                        taps.into_iter().flat_map(move |a| taps.into_iter().map(move |b| (a * b) as f32))
+                    })
+                })
+                .collect();
+            let groups = batch * channels;
+            let weight = Tensor::<4>::from_data(TensorData::new(kernel, [groups, 1, 5, 5]), &device);
+            let padded = replicate_pad(images.reshape([1, groups, height, width]), 2);
+            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], groups);
+            burn::tensor::module::conv2d(padded, weight, None, options).reshape([batch, channels, height, width])
         };
-        let noise = SeededRng::new(self.noise_seed, "camera noise").normals(batch * channels * height * width);
-        let noise: Vec<f32> = noise.iter().map(|v| v * self.noise as f32).collect();
+        let noise: Vec<f32> = if n == 1 {
+            let e = draw(0);
+            let normals = SeededRng::new(e.noise_seed, "camera noise").normals(batch * channels * height * width);
+            normals.iter().map(|v| v * e.noise as f32).collect()
+        } else {
+            self.0
+                .iter()
+                .flat_map(|e| {
+                    let normals = SeededRng::new(e.noise_seed, "camera noise").normals(channels * height * width);
+                    normals.into_iter().map(move |v| v * e.noise as f32)
+                })
+                .collect()
+        };
         let noise = Tensor::<4>::from_data(TensorData::new(noise, [batch, channels, height, width]), &device);
         (blurred + noise).clamp(0.0, 1.0)
     }
@@ -123,6 +183,28 @@ mod tests {
         for (got, want) in printed.iter().zip([0.3f32, 0.3, 1.0]) {
             assert!((got - want).abs() < 1e-6, "{printed:?}");
         }
+    }
+
+    /// Draws per image act on each image as that draw alone would: the patch printed by each, and each picture
+    /// blurred with its own kernel and given its own noise.
+    #[test]
+    fn a_draw_per_image_acts_on_each_image_as_alone() {
+        let mut rng = SeededRng::new(4, "draws");
+        let ranges = CameraRanges { max_blur: 1.5, ..CameraRanges::default() };
+        let draws = CameraDraws::sample(3, &ranges, &mut rng);
+        let mut uniforms = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform() as f32).collect() };
+        let images = Tensor::<4>::from_data(TensorData::new(uniforms(3 * 3 * 8 * 8), [3, 3, 8, 8]), &device());
+        let patch = Tensor::<3>::from_data(TensorData::new(uniforms(3 * 4 * 4), [3, 4, 4]), &device());
+        let seen = crate::host::read_f32(draws.on_images(images.clone())).unwrap();
+        let printed = crate::host::read_f32(draws.on_patch(patch.clone())).unwrap();
+        for (i, draw) in draws.0.iter().enumerate() {
+            let alone = crate::host::read_f32(draw.on_images(images.clone().narrow(0, i, 1))).unwrap();
+            let worst = alone.iter().zip(&seen[i * alone.len()..]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-5, "image {i}: {worst}");
+            let print = crate::host::read_f32(draw.on_patch(patch.clone())).unwrap();
+            assert_eq!(print, printed[i * print.len()..(i + 1) * print.len()], "print {i}");
+        }
+        assert!(draws.0.windows(2).all(|w| w[0].blur != w[1].blur), "the draws differ");
     }
 
     /// A blurred step edge is a smooth ramp: the two pixels beside the edge move toward each other, far pixels stay.

@@ -53,13 +53,7 @@ impl PatchPlacement {
 /// Replaces the placement's pixels of every image by the patch: `x_adv = mask * P + (1 - mask) * x`.
 /// `images`: [B, 3, S, S] in [0, 1]; `patch`: [3, p, p] in [0, 1]. Gradients flow to the patch.
 pub fn paste_patch(images: Tensor<4>, patch: Tensor<3>, placement: &PatchPlacement) -> Tensor<4> {
-    let [batch, channels, _, _] = images.dims();
-    let p = placement.size;
-    let patch = patch.unsqueeze::<4>().expand([batch, channels, p, p]);
-    images.slice_assign(
-        [0..batch, 0..channels, placement.top..placement.top + p, placement.left..placement.left + p],
-        patch,
-    )
+    Paste::Fixed(*placement).apply(images, patch)
 }
 
 /// One draw of the targeted mode's expectation over transformations: the patch's centre, side, rotation and
@@ -148,13 +142,28 @@ impl PatchTransform {
 /// Pastes a scaled, rotated copy of `patch` ([3, p, p] in [0, 1]) into every image, bilinearly, with a soft edge;
 /// gradients flow to the patch.
 pub fn paste_patch_transformed(images: Tensor<4>, patch: Tensor<3>, transform: &PatchTransform) -> Tensor<4> {
+    paste_patches_transformed(images, patch.unsqueeze(), std::slice::from_ref(transform))
+}
+
+/// Pastes `patches` ([1 or B, 3, p, p] in [0, 1]: one patch for all images, or each image's own print of it) into
+/// `images` ([B, 3, S, S]), moved by `transforms` (one for all images, or one per image), bilinearly, with a soft
+/// edge, in one batched sampling; gradients flow to the patches.
+pub fn paste_patches_transformed(images: Tensor<4>, patches: Tensor<4>, transforms: &[PatchTransform]) -> Tensor<4> {
     let device = images.device();
     let [batch, channels, s, _] = images.dims();
-    let p = patch.dims()[1];
-    let grid = Tensor::<4>::from_data(burn::tensor::TensorData::new(transform.sampling_grid(), [1, s, s, 2]), &device);
-    let warped = patch.unsqueeze::<4>().grid_sample_2d(grid.clone(), burn::tensor::ops::GridSampleOptions::default());
-    let mask =
-        Tensor::<4>::ones([1, 1, p, p], &device).grid_sample_2d(grid, burn::tensor::ops::GridSampleOptions::default());
+    let [n, _, p, _] = patches.dims();
+    let draws = transforms.len();
+    assert!(n == 1 || n == batch, "{n} patches for {batch} images");
+    assert!(draws == 1 || draws == batch, "{draws} transforms for {batch} images");
+    let grid: Vec<f32> = transforms.iter().flat_map(PatchTransform::sampling_grid).collect();
+    let grid = Tensor::<4>::from_data(burn::tensor::TensorData::new(grid, [draws, s, s, 2]), &device);
+    // grid_sample pairs each input with its own grid: bring both to the same count.
+    let m = n.max(draws);
+    let grid = if draws < m { grid.expand([m, s, s, 2]) } else { grid };
+    let patches = if n < m { patches.expand([m, channels, p, p]) } else { patches };
+    let options = || burn::tensor::ops::GridSampleOptions::default();
+    let warped = patches.grid_sample_2d(grid.clone(), options());
+    let mask = Tensor::<4>::ones([m, 1, p, p], &device).grid_sample_2d(grid, options());
     let mask = mask.expand([batch, channels, s, s]);
     let warped = warped.expand([batch, channels, s, s]);
     mask.clone() * warped + (mask.neg().add_scalar(1.0)) * images
@@ -172,18 +181,19 @@ pub enum Paste {
 
 impl Paste {
     pub fn apply(&self, images: Tensor<4>, patch: Tensor<3>) -> Tensor<4> {
+        self.apply_each(images, patch.unsqueeze())
+    }
+
+    /// Pastes `patches`: [1, 3, p, p] for the same patch on every image, or [B, 3, p, p] for each image's own copy.
+    pub fn apply_each(&self, images: Tensor<4>, patches: Tensor<4>) -> Tensor<4> {
         match self {
-            Paste::Fixed(p) => paste_patch(images, patch, p),
-            Paste::Transformed(t) if t.len() == 1 => paste_patch_transformed(images, patch, &t[0]),
-            Paste::Transformed(each) => {
-                assert_eq!(each.len(), images.dims()[0], "one transform per image");
-                let pasted = each
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| paste_patch_transformed(images.clone().narrow(0, i, 1), patch.clone(), t))
-                    .collect();
-                Tensor::cat(pasted, 0)
+            Paste::Fixed(placement) => {
+                let [batch, channels, _, _] = images.dims();
+                let (p, top, left) = (placement.size, placement.top, placement.left);
+                let patches = patches.expand([batch, channels, p, p]);
+                images.slice_assign([0..batch, 0..channels, top..top + p, left..left + p], patches)
             }
+            Paste::Transformed(each) => paste_patches_transformed(images, patches, each),
         }
     }
 }
@@ -290,6 +300,31 @@ mod tests {
                 let (x, y) = (t.center.0 + cos * rx - sin * ry, t.center.1 + sin * rx + cos * ry);
                 assert!((0.0..=64.0).contains(&x) && (0.0..=64.0).contains(&y), "corner {q:?} shows at ({x}, {y})");
             }
+        }
+    }
+
+    /// One batched paste with a transform and a patch per image equals each image pasted alone.
+    #[test]
+    fn a_transform_per_image_pastes_each_image_as_alone() {
+        let device = burn::tensor::Device::flex();
+        let ranges = TransformRanges::around_area(0.1).with_tilt(0.1);
+        let mut rng = crate::rng::SeededRng::new(7, "t");
+        let transforms: Vec<_> = (0..3).map(|_| PatchTransform::sample(16, &ranges, &mut rng)).collect();
+        let images = Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(rng.normals(3 * 3 * 16 * 16), [3, 3, 16, 16]),
+            &device,
+        );
+        let patches =
+            Tensor::<4>::from_data(burn::tensor::TensorData::new(rng.normals(3 * 3 * 5 * 5), [3, 3, 5, 5]), &device);
+        let together =
+            crate::host::read_f32(Paste::Transformed(transforms.clone()).apply_each(images.clone(), patches.clone()))
+                .unwrap();
+        for (i, t) in transforms.iter().enumerate() {
+            let patch = patches.clone().narrow(0, i, 1).squeeze_dim(0);
+            let alone =
+                crate::host::read_f32(paste_patch_transformed(images.clone().narrow(0, i, 1), patch, t)).unwrap();
+            let worst = alone.iter().zip(&together[i * alone.len()..]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-6, "image {i}: {worst}");
         }
     }
 

@@ -5,7 +5,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::camera::{CameraEffects, CameraRanges};
+use super::camera::{CameraDraws, CameraRanges};
 use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels};
 use crate::model::Clip;
 use crate::rng::SeededRng;
@@ -34,8 +34,8 @@ impl PatchPixels {
 #[serde(rename_all = "lowercase")]
 pub enum TrainedSpot {
     /// Anywhere in the image, scaled 0.8-1.2x, rotated up to 22.5 degrees, and printed and seen through a camera
-    /// (colour, contrast, brightness, blur and noise; `camera.rs`), a fresh draw each step (expectation over
-    /// transformations): a patch to print or to put at any spot.
+    /// (colour, contrast, brightness, blur and noise; `camera.rs`), a fresh draw for every image of every step
+    /// (expectation over transformations): a patch to print or to put at any spot.
     #[default]
     Random,
     /// Only at the placement it is shown at, pixel for pixel: a digital patch for that one spot, far stronger
@@ -121,11 +121,11 @@ impl TargetedPatchTrainer {
         model: &Clip,
         images: Tensor<4>,
         paste: &Paste,
-        camera: Option<&CameraEffects>,
+        camera: Option<&CameraDraws>,
     ) -> Tensor<2> {
         let patch = self.patch.pixels.val();
         let patched = match camera {
-            Some(c) => c.on_images(paste.apply(images, c.on_patch(patch))),
+            Some(c) => c.on_images(paste.apply_each(images, c.on_patch(patch))),
             None => paste.apply(images, patch),
         };
         let embeddings = model.encode_image(normalize_pixels(patched));
@@ -145,7 +145,7 @@ impl TargetedPatchTrainer {
         model: &Clip,
         images: Tensor<4>,
         paste: &Paste,
-        camera: Option<&CameraEffects>,
+        camera: Option<&CameraDraws>,
         learning_rate: f64,
     ) -> TargetedStep {
         let logits = self.patched_logits(model, images, paste, camera);
@@ -175,11 +175,15 @@ impl TargetedPatchTrainer {
         let (paste, camera) = match self.config.spot {
             TrainedSpot::Fixed => (Paste::Fixed(*placement), None),
             TrainedSpot::Random => {
+                // Each image gets its own place, size, angle, tilt, print and camera: a step then averages the
+                // gradient over as many draws of the expectation as it has images, not one.
                 let mut rng = SeededRng::new(seed, &format!("transform {step}"));
                 let ranges = TransformRanges::around_area(placement.area_fraction()).with_tilt(PRINT_TILT);
-                let transform = PatchTransform::sample(placement.image_size, &ranges, &mut rng);
-                let camera = CameraEffects::sample(&CameraRanges::default(), &mut rng);
-                (Paste::Transformed(vec![transform]), Some(camera))
+                let batch = images.dims()[0];
+                let transforms =
+                    (0..batch).map(|_| PatchTransform::sample(placement.image_size, &ranges, &mut rng)).collect();
+                let camera = CameraDraws::sample(batch, &CameraRanges::default(), &mut rng);
+                (Paste::Transformed(transforms), Some(camera))
             }
         };
         let learning_rate = self.config.learning_rate_at(step, total);
