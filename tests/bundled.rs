@@ -110,6 +110,51 @@ fn the_bundled_targeted_patch_pulls_toward_its_target() {
     golden("targeted success", success, 180, SCENE_TOLERANCE);
 }
 
+/// Issue 16's printable patch: trained for any spot (random position, size, angle and tilt, printed and seen through
+/// a camera), measured the way `advclip eval --placement random` measures it, through the CLI a presenter runs: on
+/// each unseen scene a fresh seeded position, side (0.8-1.2x) and angle (up to 22.5 degrees), with the fixed-spot
+/// number beside it.
+#[test]
+fn the_bundled_printable_patch_works_anywhere() {
+    let work = tempfile::tempdir().unwrap();
+    let scenes = work.path().join("unseen");
+    let seed = (UNSEEN_SEED + 77).to_string();
+    ok(advclip(&["synth", "--out", scenes.to_str().unwrap(), "--count", &SCENES.to_string(), "--seed", &seed]));
+    let patch = asset("patches/printable-red-cross.png");
+    let (_, sidecar) = load_patch(&patch).unwrap();
+    assert_eq!(sidecar.trained_spot, advclip::attack::targeted::TrainedSpot::Random);
+    assert!(sidecar.area_fraction <= 0.10, "issue 16 allows at most 10 % of the image: {}", sidecar.area_fraction);
+    let report = ok(advclip(&[
+        "eval",
+        "--weights",
+        asset("mini-clip").to_str().unwrap(),
+        "--data",
+        scenes.to_str().unwrap(),
+        "--patch",
+        patch.to_str().unwrap(),
+        "--placement",
+        "random",
+        "--seed",
+        "1",
+        "--json",
+    ]))
+    .stdout;
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    let at_spot = report["targeted_success_rate"].as_f64().unwrap();
+    let anywhere = report["anywhere"]["targeted_success_rate"].as_f64().unwrap();
+    eprintln!(
+        "printable \"red cross\" patch ({:.1} %): success {anywhere:.3} anywhere, {at_spot:.3} at its sidecar's spot",
+        100.0 * sidecar.area_fraction
+    );
+    assert_eq!(report["anywhere"]["images"], SCENES);
+    // Issue 16 asks for 90 % anywhere at no more than 10 % of the area (chance: 1/36).
+    assert!(anywhere >= 0.90, "success anywhere {anywhere:.3}, below issue 16's 0.90");
+    // Golden: 169/180 anywhere and 165/180 at the spot (on 1000 other unseen scenes, seed 1000444: 89.3 % and 85.6 %;
+    // README).
+    golden("success anywhere", anywhere, 169, SCENE_TOLERANCE);
+    golden("success at its spot", at_spot, 165, SCENE_TOLERANCE);
+}
+
 fn colour_labels() -> Vec<String> {
     COLOURS.iter().map(|c| c.to_string()).collect()
 }
@@ -207,13 +252,14 @@ fn targeted_training_reaches_its_target_on_unseen_scenes() {
     assert_eq!(anywhere["images"], SCENES, "every scene is measured anywhere too");
     assert_eq!(anywhere["seed"], 5);
     assert_eq!(anywhere["clean_accuracy"].as_f64(), Some(clean), "the clean images do not depend on the spot");
-    // Golden: 126/180 on target at its spot and 88/180 anywhere since training draws a slight perspective too (93
-    // and 99 before; 89 at the spot before the camera effects; 0.617 on the model before its second fine-tune);
-    // without a patch 1/6 of the scenes are green (clean 180/180). Two hundred training steps amplify kernel
-    // differences between CPUs more than inference does, hence the wider band.
+    // Golden: 122/180 on target at its spot and 119/180 anywhere since each image of a training step gets its own
+    // place and camera (126 and 88 with one draw per step; 93 and 99 before the slight perspective; 89 at the spot
+    // before the camera effects; 0.617 on the model before its second fine-tune); without a patch 1/6 of the scenes
+    // are green (clean 180/180). Two hundred training steps amplify kernel differences between CPUs more than
+    // inference does, hence the wider band.
     golden("clean", clean, 180, SCENE_TOLERANCE);
-    golden("targeted success", success, 126, 9);
-    golden("targeted success anywhere", success_anywhere, 88, 9);
+    golden("targeted success", success, 122, 9);
+    golden("targeted success anywhere", success_anywhere, 119, 9);
 }
 
 #[test]

@@ -9,6 +9,7 @@ import { classifyAll } from './classify.js';
 const BUNDLED_PATCHES = {
   advclip: { name: 'AdvCLIP (bundled)', base: '../assets/patches/advclip' },
   'targeted-green-star': { name: 'targeted green star (bundled)', base: '../assets/patches/targeted-green-star' },
+  'printable-red-cross': { name: 'printable red cross (bundled)', base: '../assets/patches/printable-red-cross' },
 };
 
 // ---- patches ----
@@ -252,7 +253,7 @@ export async function downloadPatched(item) {
 export function printSheet() {
   const p = state.patch;
   const url = URL.createObjectURL(new Blob([p.png], { type: 'image/png' })); // kept alive for the sheet's lifetime
-  const query = new URLSearchParams({ src: url, name: p.name, mode: p.info.mode, target: p.info.target ?? '' });
+  const query = new URLSearchParams({ src: url, name: p.name, mode: p.info.mode, target: p.info.target ?? '', area: p.info.areaFraction, spot: p.info.trainedSpot ?? '' });
   const w = window.open(`print.html#${query}`, '_blank');
   if (!w) showAlert('the printable sheet could not open: allow pop-ups for this page and try again');
 }

@@ -390,8 +390,8 @@ async function webcamShare(page, backend, tmp, info) {
     check(changed?.percent === 0, where,
       `a still frame's label never changes from its clean label (${changed?.percent} %)`);
 
-    // The bundled targeted patch: the camera's frames are all its target or none; the digital patch gets a line.
-    await cam.selectOption('[data-testid=patch-select]', 'targeted-green-star');
+    // The bundled printable patch: the camera's frames are all its target or none; the digital patch gets a line.
+    await cam.selectOption('[data-testid=patch-select]', 'printable-red-cross');
     await waitFor(cam, 'patched webcam frames', () => {
       const d = document.querySelector('[data-testid=webcam-share]').dataset;
       return d.mode === 'target' && Number(d.patchedFrames) >= 2;
