@@ -396,6 +396,9 @@ async function webcamShare(page, backend, tmp, info) {
       const d = document.querySelector('[data-testid=webcam-share]').dataset;
       return d.mode === 'target' && Number(d.patchedFrames) >= 2;
     });
+    const described = await cam.textContent('[data-testid=patch-info]');
+    check(/^targeted patch, 20×20 px on a 64 px input .*target “red cross”, trained for any spot/.test(described), where,
+      `the bundled printable patch is described as a 20 px patch trained for any spot ("${described}")`);
     s = await read();
     const onTarget = shareLine(s.clean, s.hits, s.frames, 'the camera\'s target share');
     const want = out.reference === s.target ? 100 : 0;
