@@ -168,3 +168,35 @@ fn patch_gradient_and_adam_steps_through_clip_match_pytorch() {
         1e-3,
     );
 }
+
+/// A step's expectation over transformations, a draw per image (placement's batched paste, the camera's per-image
+/// print, blur and noise), on the test device equals the same on the host CPU: the training path of a patch for any
+/// spot on every backend (the CPU is the reference here, proven against hand-computed values in its unit tests).
+#[test]
+fn a_draw_per_image_pastes_and_photographs_alike_on_every_device() {
+    use advclip::attack::camera::{CameraDraws, CameraRanges};
+    use advclip::attack::placement::{Paste, PatchTransform, TransformRanges};
+    let run = |device: &Device| {
+        let mut rng = advclip::rng::SeededRng::new(11, "device draws");
+        let ranges = TransformRanges::around_area(0.1).with_tilt(0.1);
+        let transforms: Vec<_> = (0..4).map(|_| PatchTransform::sample(32, &ranges, &mut rng)).collect();
+        let camera = CameraDraws::sample(4, &CameraRanges { max_blur: 1.5, ..CameraRanges::default() }, &mut rng);
+        let images = Tensor::<4>::from_data(
+            TensorData::new((0..4 * 3 * 32 * 32).map(|i| (i % 97) as f32 / 97.0).collect::<Vec<_>>(), [4, 3, 32, 32]),
+            device,
+        );
+        let patch = Tensor::<3>::from_data(
+            TensorData::new((0..3 * 10 * 10).map(|i| (i % 13) as f32 / 13.0).collect::<Vec<_>>(), [3, 10, 10]),
+            device,
+        );
+        let seen = camera.on_images(
+            Paste::Transformed(transforms.clone()).apply_each(images.clone(), camera.on_patch(patch.clone())),
+        );
+        let anywhere = Paste::Transformed(transforms).apply(images, patch);
+        (values(seen), values(anywhere))
+    };
+    let (seen, anywhere) = run(&test_device());
+    let (cpu_seen, cpu_anywhere) = run(&Device::flex());
+    assert_allclose("pasted, printed and photographed, a draw per image", &seen, &cpu_seen, 1e-5, 1e-5);
+    assert_allclose("one patch pasted with a transform per image", &anywhere, &cpu_anywhere, 1e-5, 1e-5);
+}

@@ -157,10 +157,11 @@ pub fn paste_patches_transformed(images: Tensor<4>, patches: Tensor<4>, transfor
     assert!(draws == 1 || draws == batch, "{draws} transforms for {batch} images");
     let grid: Vec<f32> = transforms.iter().flat_map(PatchTransform::sampling_grid).collect();
     let grid = Tensor::<4>::from_data(burn::tensor::TensorData::new(grid, [draws, s, s, 2]), &device);
-    // grid_sample pairs each input with its own grid: bring both to the same count.
+    // grid_sample pairs each input with its own grid: bring both to the same count (as real copies, not broadcast
+    // views, which not every backend's grid_sample reads; they are small).
     let m = n.max(draws);
-    let grid = if draws < m { grid.expand([m, s, s, 2]) } else { grid };
-    let patches = if n < m { patches.expand([m, channels, p, p]) } else { patches };
+    let grid = if draws < m { grid.repeat_dim(0, m) } else { grid };
+    let patches = if n < m { patches.repeat_dim(0, m) } else { patches };
     let options = || burn::tensor::ops::GridSampleOptions::default();
     let warped = patches.grid_sample_2d(grid.clone(), options());
     let mask = Tensor::<4>::ones([m, 1, p, p], &device).grid_sample_2d(grid, options());
