@@ -49,16 +49,6 @@ impl CameraEffects {
         Self { brightness, contrast, gains, blur, noise: ranges.noise, noise_seed: rng.next_u64() }
     }
 
-    /// The printed patch ([3, p, p] in [0, 1]): contrast around mid-grey, brightness, then each channel's gain.
-    pub fn on_patch(&self, patch: Tensor<3>) -> Tensor<3> {
-        CameraDraws(vec![self.clone()]).on_patch(patch).squeeze_dim(0)
-    }
-
-    /// The camera's view of the whole picture ([B, 3, S, S] in [0, 1]): Gaussian blur, then sensor noise.
-    pub fn on_images(&self, images: Tensor<4>) -> Tensor<4> {
-        CameraDraws(vec![self.clone()]).on_images(images)
-    }
-
     /// The blur's 5 taps along one axis (radius 2 covers 2.2 sigma at the largest blur), summing to one; a
     /// negligible blur is the identity.
     fn blur_taps(&self) -> [f64; 5] {
@@ -71,8 +61,8 @@ impl CameraEffects {
     }
 }
 
-/// Print-and-camera draws for a batch: one for every image, or one per image (each image of a training step then
-/// sees its own print and camera, as it sees its own place: a finer estimate of the expectation per step).
+/// Print-and-camera draws for a batch, one per image: each image of a training step sees its own print and camera,
+/// as it sees its own place (a finer estimate of the expectation per step than one draw for the whole batch).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CameraDraws(pub Vec<CameraEffects>);
 
@@ -82,7 +72,8 @@ impl CameraDraws {
         Self((0..count).map(|_| CameraEffects::sample(ranges, rng)).collect())
     }
 
-    /// The printed patch ([3, p, p] in [0, 1]) as each draw prints it: [draws, 3, p, p].
+    /// The printed patch ([3, p, p] in [0, 1]) as each draw prints it: contrast around mid-grey, brightness, then each
+    /// channel's gain; [draws, 3, p, p].
     pub fn on_patch(&self, patch: Tensor<3>) -> Tensor<4> {
         let device = patch.device();
         let n = self.0.len();
@@ -97,22 +88,22 @@ impl CameraDraws {
         (patch.unsqueeze::<4>().sub_scalar(0.5) * contrast + offset).mul(gains).clamp(0.0, 1.0)
     }
 
-    /// The camera's view of the whole pictures ([B, 3, S, S] in [0, 1]; one draw for all, or one per image):
-    /// Gaussian blur, then sensor noise.
+    /// The camera's view of the whole pictures ([B, 3, S, S] in [0, 1], image i seen by draw i): Gaussian blur, then
+    /// sensor noise.
     pub fn on_images(&self, images: Tensor<4>) -> Tensor<4> {
         let device = images.device();
         let [batch, channels, height, width] = images.dims();
-        let n = self.0.len();
-        assert!(n == 1 || n == batch, "{n} camera draws for {batch} images");
-        let draw = |i: usize| &self.0[if n == 1 { 0 } else { i }];
-        let blurred = if (0..n).all(|i| self.0[i].blur <= 0.05) {
+        assert_eq!(self.0.len(), batch, "one camera draw per image");
+        let blurred = if self.0.iter().all(|e| e.blur <= 0.05) {
             images
         } else {
             // One 5x5 kernel per image and channel, applied as a grouped convolution over the batch folded into
             // the channels; the border is replicated so the picture's edge does not darken.
-            let kernel: Vec<f32> = (0..batch)
-                .flat_map(|i| {
-                    let taps = draw(i).blur_taps();
+            let kernel: Vec<f32> = self
+                .0
+                .iter()
+                .flat_map(|e| {
+                    let taps = e.blur_taps();
                     (0..channels).flat_map(move |_| {
                         taps.into_iter().flat_map(move |a| taps.into_iter().map(move |b| (a * b) as f32))
                     })
@@ -124,19 +115,14 @@ impl CameraDraws {
             let options = ConvOptions::new([1, 1], [0, 0], [1, 1], groups);
             burn::tensor::module::conv2d(padded, weight, None, options).reshape([batch, channels, height, width])
         };
-        let noise: Vec<f32> = if n == 1 {
-            let e = draw(0);
-            let normals = SeededRng::new(e.noise_seed, "camera noise").normals(batch * channels * height * width);
-            normals.iter().map(|v| v * e.noise as f32).collect()
-        } else {
-            self.0
-                .iter()
-                .flat_map(|e| {
-                    let normals = SeededRng::new(e.noise_seed, "camera noise").normals(channels * height * width);
-                    normals.into_iter().map(move |v| v * e.noise as f32)
-                })
-                .collect()
-        };
+        let noise: Vec<f32> = self
+            .0
+            .iter()
+            .flat_map(|e| {
+                let normals = SeededRng::new(e.noise_seed, "camera noise").normals(channels * height * width);
+                normals.into_iter().map(move |v| v * e.noise as f32)
+            })
+            .collect();
         let noise = Tensor::<4>::from_data(TensorData::new(noise, [batch, channels, height, width]), &device);
         (blurred + noise).clamp(0.0, 1.0)
     }
@@ -174,6 +160,7 @@ mod tests {
             noise_seed: 0,
         };
         let flat = Tensor::<4>::full([1, 3, 8, 8], 0.3, &device());
+        let effects = CameraDraws(vec![effects]);
         let seen = crate::host::read_f32(effects.on_images(flat)).unwrap();
         assert!(seen.iter().all(|v| (v - 0.3).abs() < 1e-5), "{seen:?}");
 
@@ -198,6 +185,7 @@ mod tests {
         let seen = crate::host::read_f32(draws.on_images(images.clone())).unwrap();
         let printed = crate::host::read_f32(draws.on_patch(patch.clone())).unwrap();
         for (i, draw) in draws.0.iter().enumerate() {
+            let draw = CameraDraws(vec![draw.clone()]);
             let alone = crate::host::read_f32(draw.on_images(images.clone().narrow(0, i, 1))).unwrap();
             let worst = alone.iter().zip(&seen[i * alone.len()..]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(worst < 1e-5, "image {i}: {worst}");
@@ -215,7 +203,7 @@ mod tests {
         let row: Vec<f32> = (0..8).map(|x| if x < 4 { 0.0 } else { 1.0 }).collect();
         let pixels: Vec<f32> = (0..3 * 8).flat_map(|_| row.clone()).collect();
         let image = Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, 8, 8]), &device());
-        let seen = crate::host::read_f32(effects.on_images(image)).unwrap();
+        let seen = crate::host::read_f32(CameraDraws(vec![effects]).on_images(image)).unwrap();
         let line = &seen[3 * 8..4 * 8];
         assert!(line[0] < 1e-4 && line[7] > 1.0 - 1e-4, "{line:?}");
         assert!(line[3] > 0.05 && line[3] < 0.5 && line[4] > 0.5 && line[4] < 0.95, "{line:?}");
