@@ -72,6 +72,11 @@ impl CameraDraws {
         Self((0..count).map(|_| CameraEffects::sample(ranges, rng)).collect())
     }
 
+    /// The draws of the images `rows` of the batch (a slice of a split batch).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Self {
+        Self(self.0[rows].to_vec())
+    }
+
     /// The printed patch ([3, p, p] in [0, 1]) as each draw prints it: contrast around mid-grey, brightness, then each
     /// channel's gain; [draws, 3, p, p].
     pub fn on_patch(&self, patch: Tensor<3>) -> Tensor<4> {

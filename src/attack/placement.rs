@@ -197,6 +197,14 @@ impl Paste {
             Paste::Transformed(each) => paste_patches_transformed(images, patches, each),
         }
     }
+
+    /// The paste of the images `rows` of the batch (a slice of a split batch).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Self {
+        match self {
+            Paste::Transformed(each) if each.len() > 1 => Paste::Transformed(each[rows].to_vec()),
+            same => same.clone(),
+        }
+    }
 }
 
 /// Applies CLIP's mean/std to [B, 3, S, S] pixels in [0, 1] (the model's input).

@@ -8,6 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::camera::{CameraDraws, CameraRanges};
 use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels};
 use crate::model::Clip;
+use crate::model::batch_split;
 use crate::rng::SeededRng;
 
 /// The patch as a module, so Burn's Adam can own its state; its parameter id is fixed so that a checkpoint's
@@ -123,20 +124,12 @@ impl TargetedPatchTrainer {
         paste: &Paste,
         camera: Option<&CameraDraws>,
     ) -> Tensor<2> {
-        let patch = self.patch.pixels.val();
-        let patched = match camera {
-            Some(c) => c.on_images(paste.apply_each(images, c.on_patch(patch))),
-            None => paste.apply(images, patch),
-        };
-        let embeddings = model.encode_image(normalize_pixels(patched));
-        embeddings.matmul(self.label_embeddings.clone().transpose()).mul_scalar(self.logit_scale.exp())
+        logits_wearing(self.patch.pixels.val(), model, images, paste, camera, &self.label_embeddings, self.logit_scale)
     }
 
     /// Cross-entropy toward the target, [1].
     pub fn loss(&self, logits: Tensor<2>) -> Tensor<1> {
-        let batch = logits.dims()[0];
-        let t = self.config.target;
-        log_softmax(logits, 1).slice([0..batch, t..t + 1]).mean().neg()
+        target_log_probabilities(logits, self.config.target).mean().neg()
     }
 
     /// One Adam step of `learning_rate` on a batch, the patch then clamped back to valid pixels.
@@ -148,15 +141,59 @@ impl TargetedPatchTrainer {
         camera: Option<&CameraDraws>,
         learning_rate: f64,
     ) -> TargetedStep {
-        let logits = self.patched_logits(model, images, paste, camera);
-        let predictions = logits.clone().detach().argmax(1).squeeze_dim(1);
-        let loss = self.loss(logits);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.patch);
+        let slices = batch_split::training_slices(&images.device(), images.dims()[0]);
+        let (step, gradient) = self.loss_and_gradient(model, images, paste, camera, slices);
+        let mut grads = GradientsParams::new();
+        grads.register(self.patch.pixels.id, gradient);
         let mut patch = self.optimizer.step(learning_rate, super::advclip::take(&mut self.patch), grads);
         // Clamp outside the graph so the patch stays a leaf the next step can differentiate.
         patch.pixels = patch.pixels.map(|p| p.without_autodiff().clamp(0.0, 1.0).autodiff().require_grad());
         self.patch = patch;
-        TargetedStep { loss: loss.detach(), predictions }
+        step
+    }
+
+    /// The batch's mean cross-entropy and predictions, and the gradient of that loss with respect to the patch
+    /// ([3, p, p], off the graph), computed in `slices` consecutive slices of the batch.
+    ///
+    /// Each slice runs forward and backward on a thread of its own, with its own copy of the patch as the leaf (a
+    /// graph of its own), and the gradients of the slices' shares of the mean loss are summed in slice order. Burn's
+    /// CPU backend runs most element-wise work of one graph on one thread, so one graph for the whole batch leaves
+    /// the other threads idle between the matrix products.
+    fn loss_and_gradient(
+        &self,
+        model: &Clip,
+        images: Tensor<4>,
+        paste: &Paste,
+        camera: Option<&CameraDraws>,
+        slices: usize,
+    ) -> (TargetedStep, Tensor<3>) {
+        let batch = images.dims()[0];
+        let pixels = self.patch.pixels.val().without_autodiff();
+        let parts: Vec<_> = batch_split::ranges(batch, slices)
+            .into_iter()
+            .map(|rows| {
+                let camera = camera.map(|c| c.rows(rows.clone()));
+                (images.clone().narrow(0, rows.start, rows.len()), paste.rows(rows), camera)
+            })
+            .collect();
+        let (labels, logit_scale, target) = (&self.label_embeddings, self.logit_scale, self.config.target);
+        let outs = batch_split::map(parts, |(images, paste, camera)| {
+            let leaf = pixels.clone().autodiff().require_grad();
+            let logits = logits_wearing(leaf.clone(), model, images, &paste, camera.as_ref(), labels, logit_scale);
+            let predictions = logits.clone().detach().argmax(1).squeeze_dim(1);
+            let loss = target_log_probabilities(logits, target).sum().neg().div_scalar(batch as f64);
+            let gradient = leaf.grad(&loss.backward()).expect("the patch is a leaf of every slice's loss");
+            (loss.detach(), predictions, gradient)
+        });
+        let mut outs = outs.into_iter();
+        let (mut loss, first, mut gradient) = outs.next().expect("a batch has at least one slice");
+        let mut predictions = vec![first];
+        for (l, p, g) in outs {
+            loss = loss + l;
+            predictions.push(p);
+            gradient = gradient + g;
+        }
+        (TargetedStep { loss, predictions: Tensor::cat(predictions, 0) }, gradient)
     }
 
     /// Step `step` of a `total`-step training run (CLI and browser alike), at that step's learning rate: the patch
@@ -216,6 +253,31 @@ impl TargetedPatchTrainer {
     }
 }
 
+/// Zero-shot logits of `images` (in [0, 1]) wearing `patch` pasted by `paste` (printed and seen through `camera`
+/// when given) against the L2-normalised `labels`, [B, labels].
+fn logits_wearing(
+    patch: Tensor<3>,
+    model: &Clip,
+    images: Tensor<4>,
+    paste: &Paste,
+    camera: Option<&CameraDraws>,
+    labels: &Tensor<2>,
+    logit_scale: f32,
+) -> Tensor<2> {
+    let patched = match camera {
+        Some(c) => c.on_images(paste.apply_each(images, c.on_patch(patch))),
+        None => paste.apply(images, patch),
+    };
+    let embeddings = model.encode_image(normalize_pixels(patched));
+    embeddings.matmul(labels.clone().transpose()).mul_scalar(logit_scale.exp())
+}
+
+/// Each image's log-probability of `target`, [B, 1].
+fn target_log_probabilities(logits: Tensor<2>, target: usize) -> Tensor<2> {
+    let batch = logits.dims()[0];
+    log_softmax(logits, 1).slice([0..batch, target..target + 1])
+}
+
 /// The starting patch of a targeted run: mid-grey with seeded noise (std 0.15), [3, size, size] in [0, 1].
 pub fn initial_patch(seed: u64, size: usize, device: &burn::tensor::Device) -> Tensor<3> {
     let noise = crate::rng::SeededRng::new(seed, "targeted.init").normals(3 * size * size);
@@ -229,7 +291,53 @@ pub fn patch_tensor(pixels: Vec<f32>, size: usize, device: &burn::tensor::Device
 
 #[cfg(test)]
 mod tests {
-    use super::TargetedConfig;
+    use super::*;
+    use crate::model::batch_split::{ranges, training_slices};
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    /// A training batch cut in slices, each in its own graph on its own thread, gives the loss, predictions and
+    /// patch gradient of the whole batch in one graph: per-image places, prints and cameras follow their images.
+    #[test]
+    fn a_training_batch_in_slices_has_the_gradient_of_the_whole() {
+        let device = Device::flex().autodiff();
+        let model = Clip::new(&crate::model::clip::tests::small_config(), &device).no_grad();
+        let images = Tensor::<4>::random([5, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &device);
+        let labels = crate::model::l2_normalize(Tensor::<2>::random([4, 32], Distribution::Normal(0.0, 1.0), &device));
+        let trainer = TargetedPatchTrainer::new(initial_patch(3, 8, &device), labels, 2.0, TargetedConfig::new(1));
+        let mut rng = SeededRng::new(5, "slices");
+        let ranges_ = TransformRanges::around_area(0.06).with_tilt(PRINT_TILT);
+        let paste = Paste::Transformed((0..5).map(|_| PatchTransform::sample(32, &ranges_, &mut rng)).collect());
+        let camera = CameraDraws::sample(5, &CameraRanges::default(), &mut rng);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let run =
+            |slices| pool.install(|| trainer.loss_and_gradient(&model, images.clone(), &paste, Some(&camera), slices));
+        // The reference: the whole batch in one graph through the trainer's own patch, mean loss, plain backward.
+        let logits = trainer.patched_logits(&model, images.clone(), &paste, Some(&camera));
+        let whole_predictions = logits.clone().argmax(1).squeeze_dim::<1>(1);
+        let whole_loss = trainer.loss(logits);
+        let whole_gradient = trainer.patch.pixels.val().grad(&whole_loss.backward()).unwrap();
+        let largest = whole_gradient.clone().abs().max().into_scalar::<f32>();
+        assert!(largest > 1e-4, "the patch gets a gradient: {largest}");
+        for slices in [1, 3] {
+            let (split, split_gradient) = run(slices);
+            split.loss.into_data().assert_approx_eq::<f32>(&whole_loss.clone().into_data(), Tolerance::absolute(1e-6));
+            assert_eq!(split.predictions.into_data(), whole_predictions.clone().into_data());
+            let tolerance = Tolerance::absolute(1e-5 * largest);
+            split_gradient.into_data().assert_approx_eq::<f32>(&whole_gradient.clone().into_data(), tolerance);
+        }
+    }
+
+    /// Training batches split by a fixed rule, not by the thread count, so a seeded run trains the same patch on
+    /// any machine; inference devices and the split turned off take them whole.
+    #[test]
+    fn training_batches_split_in_fours_on_the_cpu_only() {
+        let autodiff = Device::flex().autodiff();
+        assert_eq!([1, 4, 5, 8, 16, 32].map(|b| training_slices(&autodiff, b)), [1, 1, 2, 2, 4, 8]);
+        assert_eq!(training_slices(&Device::flex(), 8), 1, "inference splits by threads instead");
+        assert_eq!(ranges(10, 3), [0..4, 4..7, 7..10]);
+        assert_eq!(ranges(2, 5), [0..1, 1..2]);
+    }
 
     #[test]
     fn the_learning_rate_decays_from_full_to_a_tenth() {

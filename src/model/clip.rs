@@ -97,12 +97,13 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::config::{Activation, TextConfig, VisionConfig};
     use burn::tensor::{Distribution, Tolerance};
 
-    fn small_config() -> ClipConfig {
+    /// A CLIP small enough for unit tests: 32 px images, two layers per tower, 64 wide.
+    pub(crate) fn small_config() -> ClipConfig {
         ClipConfig {
             vision: VisionConfig {
                 image_size: 32,

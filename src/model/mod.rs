@@ -1,6 +1,6 @@
 //! CLIP in Burn: config, the two towers over a shared transformer block, and weight loading.
 
-mod batch_split;
+pub(crate) mod batch_split;
 pub mod clip;
 pub mod config;
 pub mod load;
