@@ -4,6 +4,7 @@ pub(crate) mod batch_split;
 pub mod clip;
 pub mod config;
 pub mod load;
+mod quick_gelu;
 pub mod safetensors_file;
 pub mod text;
 pub mod transformer;

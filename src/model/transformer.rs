@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::Activation;
@@ -68,7 +68,7 @@ impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.fc1.forward(x);
         let h = match self.activation {
-            Activation::QuickGelu => h.clone() * sigmoid(h.mul_scalar(1.702)),
+            Activation::QuickGelu => super::quick_gelu::quick_gelu(h),
             Activation::Gelu => gelu(h),
         };
         self.fc2.forward(h)
