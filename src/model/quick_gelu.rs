@@ -7,13 +7,14 @@
 //! autodiff graphs, which need the backward pass, and wasm, where tensors are never read synchronously) it is the
 //! plain composition.
 
+use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor};
 
 /// `x * sigmoid(1.702 x)`.
 pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(not(target_arch = "wasm32"))]
-    if !x.device().is_autodiff() && x.device() == Device::flex() && x.dtype() == burn::tensor::DType::F32 {
+    if !x.device().is_autodiff() && x.device() == burn::tensor::Device::flex() && x.dtype() == burn::tensor::DType::F32
+    {
         let device = x.device();
         let mut data = x.into_data();
         if let Ok(values) = data.as_mut_slice::<f32>() {
@@ -47,6 +48,7 @@ unsafe fn chunk_avx2(values: &mut [f32]) {
     chunk_portable(values)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn chunk_portable(values: &mut [f32]) {
     for v in values.iter_mut() {
@@ -56,8 +58,9 @@ fn chunk_portable(values: &mut [f32]) {
 
 /// `x / (1 + e^(-1.702 x))` with `exp_branch_free`: within 1.5e-6 relative of the exact value (the f32 rounding of
 /// `-1.702 x` is most of it), and vectorisable.
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
-pub(crate) fn quick_gelu_scalar(x: f32) -> f32 {
+fn quick_gelu_scalar(x: f32) -> f32 {
     x / (1.0 + exp_branch_free(-1.702 * x))
 }
 
@@ -65,6 +68,7 @@ pub(crate) fn quick_gelu_scalar(x: f32) -> f32 {
 /// `e^r` by its degree-6 Taylor polynomial (truncation error under 1.3e-7 relative), `2^n` built in the exponent
 /// bits. The argument is clamped to [-87, 88] so that `2^n` stays a normal float: `e^x` saturates at 1.7e38 above
 /// and 1.6e-38 below, which quick_gelu turns into exactly `x` and a value under 1e-36 of `x`.
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn exp_branch_free(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
