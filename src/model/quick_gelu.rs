@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn fused_quick_gelu_equals_the_composition() {
         use burn::tensor::{Distribution, Tolerance};
-        let device = Device::flex();
+        let device = burn::tensor::Device::flex();
         let x = Tensor::<3>::random([3, 50, 700], Distribution::Normal(0.0, 3.0), &device);
         let fused = quick_gelu(x.clone());
         let plain = x.clone() * sigmoid(x.mul_scalar(1.702));
