@@ -155,6 +155,7 @@ fn main() {
         )
         .collect();
     let mut notes = Vec::new();
+    let mut column_peaks = Vec::new();
     for name in devices.split(',') {
         // `cpu-whole`: the CPU with each batch encoded as one, not split across the threads (model::batch_split).
         set_batch_split(name != "cpu-whole");
@@ -169,7 +170,12 @@ fn main() {
                 continue;
             }
         };
+        // Each column's own high-water mark (Linux: writing 5 to clear_refs resets VmHWM to the current RSS).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
         bench_device(&format!("advclip {name}"), &device, seconds, &mut rows);
+        if let Some(rss) = peak_rss_mib() {
+            column_peaks.push(format!("{name} {rss:.0} MiB"));
+        }
     }
     let rss = peak_rss_mib();
     if !args.iter().any(|a| a == "--no-torch") {
@@ -190,6 +196,10 @@ fn main() {
     }
     if let Some(rss) = rss {
         println!("\npeak resident memory of the advclip runs: {rss:.0} MiB");
+    }
+    if column_peaks.len() > 1 {
+        // Memory the allocator kept from an earlier column still counts in a later one's.
+        println!("peak resident memory per column (reset before each): {}", column_peaks.join(", "));
     }
     for note in notes {
         println!("note: {note}");
