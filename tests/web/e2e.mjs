@@ -182,6 +182,8 @@ async function runBackend(browser, backend) {
       const described = await page.textContent('[data-testid=patch-info]');
       check(/^targeted patch.*target “green star”, trained for this spot only/.test(described), backend,
         `a targeted patch trained with placement "fixed" is described as such ("${described}")`);
+      // Its training steps go in slices of four images (one per thread here): the CLI's must be the same patch.
+      if (CLI && backend === 'cpu') await trainsWhatTheCliTrains(page, backend, info, 'targeted');
       await page.selectOption('[data-testid=train-mode]', 'advclip');
       await settledResults(page, files.length, 'results with the targeted patch');
     }
@@ -212,11 +214,12 @@ async function runBackend(browser, backend) {
   }
 }
 
-// The page's two-step AdvCLIP patch against `advclip train` on the same images (a folder of them, in the same
-// order), labels, template, steps, batch, area and seed: one engine, so the same patch and sidecar. The CPU path
+// The page's two-step AdvCLIP patch, or its one-step targeted one, against `advclip train` in that mode on the same
+// images (a folder of them, in the same order), labels, template, steps, batch, area, seed (and target and spot):
+// one engine, so the same patch and sidecar. The CPU path
 // runs the same float operations as the native build up to summation order, so the PNGs may differ by a rounding
 // step on a few pixels and the losses in their last digits, nothing more.
-async function trainsWhatTheCliTrains(page, backend, info) {
+async function trainsWhatTheCliTrains(page, backend, info, mode = 'advclip') {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'advclip-agree-'));
   const download = async (button) => {
     const [dl] = await Promise.all([page.waitForEvent('download'), page.click(`#${button}`)]);
@@ -230,8 +233,11 @@ async function trainsWhatTheCliTrains(page, backend, info) {
   const template = await page.inputValue('[data-testid=template]');
   const field = async (id) => page.inputValue(`[data-testid=${id}]`);
   const out = path.join(tmp, 'cli.png');
+  const modeArgs = mode === 'targeted'
+    ? ['--mode', 'targeted', '--target', await field('train-target'), '--placement', await field('train-placement')]
+    : ['--mode', 'advclip'];
   execFileSync(CLI, ['train', '--weights', 'assets/mini-clip', '--data', imageDir, '--labels', labels.join(','),
-    '--template', template, '--mode', 'advclip', '--steps', String(pageSidecar.steps), '--batch', await field('train-batch'),
+    '--template', template, ...modeArgs, '--steps', String(pageSidecar.steps), '--batch', await field('train-batch'),
     '--area', await field('train-area'), '--seed', await field('train-seed'), '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
   const cliSidecar = JSON.parse(fs.readFileSync(path.join(tmp, 'cli.json'), 'utf8'));
   const cliPng = fs.readFileSync(out);
@@ -240,13 +246,13 @@ async function trainsWhatTheCliTrains(page, backend, info) {
   const { training: pageTraining, ...pageRest } = pageSidecar;
   const { training: cliTraining, ...cliRest } = cliSidecar;
   check(JSON.stringify(pageRest) === JSON.stringify(cliRest), backend,
-    `the page's sidecar equals the CLI's apart from the losses (page ${JSON.stringify(pageRest)}, CLI ${JSON.stringify(cliRest)})`);
+    `${mode}: the page's sidecar equals the CLI's apart from the losses (page ${JSON.stringify(pageRest)}, CLI ${JSON.stringify(cliRest)})`);
   check(pageTraining.rate === cliTraining.rate && pageTraining.skipped_images === cliTraining.skipped_images, backend,
-    `the same training rate (page ${pageTraining.rate}, CLI ${cliTraining.rate})`);
+    `${mode}: the same training rate (page ${pageTraining.rate}, CLI ${cliTraining.rate})`);
   const lossGap = Math.max(...Object.keys(cliTraining.losses).map((k) =>
     Math.abs(pageTraining.losses[k] - cliTraining.losses[k]) / Math.max(1, Math.abs(cliTraining.losses[k]))));
-  info.agreementLossGap = lossGap;
-  check(lossGap <= 1e-4, backend, `the same losses (largest relative gap ${lossGap.toExponential(2)})`);
+  info[`${mode}AgreementLossGap`] = lossGap;
+  check(lossGap <= 1e-4, backend, `${mode}: the same losses (largest relative gap ${lossGap.toExponential(2)})`);
 
   // Pixel by pixel, decoded by the browser.
   const gap = await page.evaluate(async ([a, b]) => {
@@ -268,9 +274,9 @@ async function trainsWhatTheCliTrains(page, backend, info) {
     }
     return { max, differing, values: x.length };
   }, [pagePng.toString('base64'), cliPng.toString('base64')]);
-  info.agreement = { identicalBytes: pagePng.equals(cliPng), ...gap };
+  info[`${mode}Agreement`] = { identicalBytes: pagePng.equals(cliPng), ...gap };
   check(!gap.sizes && gap.max <= 1 && gap.differing <= 0.01 * gap.values, backend,
-    `the page's patch is the CLI's (${pagePng.equals(cliPng) ? 'byte for byte' : `${gap.differing} of ${gap.values} values differ, by at most ${gap.max}/255`})`);
+    `${mode}: the page's patch is the CLI's (${pagePng.equals(cliPng) ? 'byte for byte' : `${gap.differing} of ${gap.values} values differ, by at most ${gap.max}/255`})`);
 }
 
 // A corrupt safetensors, a patch PNG with a sidecar of another size, an unreachable model URL: each shows an alert
