@@ -21,10 +21,16 @@ pub fn set_batch_split(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
 }
 
+/// Whether `device` computes on the CPU (Burn's flex backend), with or without autodiff: the paths whose
+/// element-wise work runs on one thread, which the slices here and the fused `quick_gelu` work around.
+pub(crate) fn is_cpu(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
+
 /// How many slices to cut an inference batch of `rows` into on `device`: 1 where splitting does not pay or cannot
 /// be done.
 pub fn slices(device: &Device, rows: usize) -> usize {
-    if !ENABLED.load(Ordering::Relaxed) || device.is_autodiff() || *device != Device::flex() {
+    if !ENABLED.load(Ordering::Relaxed) || device.is_autodiff() || !is_cpu(device) {
         return 1;
     }
     threads().min(rows).max(1)
@@ -37,8 +43,7 @@ pub const TRAINING_SLICE_ROWS: usize = 4;
 /// How many slices to cut a training batch of `rows` into on the autodiff `device`: `ceil(rows / 4)` on the CPU
 /// whatever its thread count, 1 on a GPU or with the split off.
 pub fn training_slices(device: &Device, rows: usize) -> usize {
-    if !ENABLED.load(Ordering::Relaxed) || !device.is_autodiff() || device.clone().without_autodiff() != Device::flex()
-    {
+    if !ENABLED.load(Ordering::Relaxed) || !device.is_autodiff() || !is_cpu(device) {
         return 1;
     }
     rows.div_ceil(TRAINING_SLICE_ROWS).max(1)

@@ -13,15 +13,20 @@ use burn::tensor::activation::sigmoid;
 /// `x * sigmoid(1.702 x)`.
 pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(not(target_arch = "wasm32"))]
-    if !x.device().is_autodiff() && x.device() == burn::tensor::Device::flex() && x.dtype() == burn::tensor::DType::F32
-    {
+    let x = {
         let device = x.device();
-        let mut data = x.into_data();
-        if let Ok(values) = data.as_mut_slice::<f32>() {
-            in_place(values);
+        if device.is_autodiff() || !super::batch_split::is_cpu(&device) {
+            x
+        } else {
+            let mut data = x.into_data();
+            // f32 buffers only (an f16 or f64 tensor takes the composition, rebuilt without a copy).
+            if let Ok(values) = data.as_mut_slice::<f32>() {
+                in_place(values);
+                return Tensor::from_data(data, &device);
+            }
+            Tensor::from_data(data, &device)
         }
-        return Tensor::from_data(data, &device);
-    }
+    };
     x.clone() * sigmoid(x.mul_scalar(1.702))
 }
 
