@@ -19,6 +19,7 @@ def main():
     ap.add_argument("--image-batches", default="1,8,32", help="comma separated image batch sizes")
     ap.add_argument("--text-batches", default="8", help="comma separated text batch sizes")
     ap.add_argument("--train-batches", default="", help="comma separated batch sizes for the patch-training step")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu (the Rust bench's column) or cuda (gpu-check)")
     args = ap.parse_args()
 
     import torch
@@ -38,30 +39,36 @@ def main():
                          projection_dim=512, bos_token_id=49406, eos_token_id=49407),
         projection_dim=512,
     )
-    model = CLIPModel(cfg).float().eval()
+    dev = torch.device(args.device)
+    model = CLIPModel(cfg).float().eval().to(dev)
+    # GPU work is queued: wait for it before reading the clock. fp32 matmuls stay fp32 (no TF32), as in advclip.
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def timed(fn, seconds):
         """Warm-up, then repeat fn until `seconds` have passed (at least 3 runs); returns seconds per call."""
         fn()
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         one = time.perf_counter() - t0
         reps = max(3, int(round(seconds / max(one, 1e-6))))
         t0 = time.perf_counter()
         for _ in range(reps):
             fn()
+        sync()
         return (time.perf_counter() - t0) / reps
 
     image_per_s, text_per_s = {}, {}
     with torch.inference_mode():
         for b in [int(x) for x in args.image_batches.split(",") if x]:
-            px = torch.randn(b, 3, 224, 224)
+            px = torch.randn(b, 3, 224, 224, device=dev)
             dt = timed(lambda: model.get_image_features(pixel_values=px), args.seconds)
             image_per_s[str(b)] = round(b / dt, 3)
             print(f"image batch {b}: {b / dt:.2f} images/s", file=sys.stderr)
         for b in [int(x) for x in args.text_batches.split(",") if x]:
             # 77-token prompts: SOT, 75 random ordinary tokens, EOT (no padding: full-length attention)
-            ids = torch.randint(1, 49406, (b, 77))
+            ids = torch.randint(1, 49406, (b, 77), device=dev)
             ids[:, 0], ids[:, -1] = 49406, 49407
             dt = timed(lambda: model.get_text_features(input_ids=ids), args.seconds)
             text_per_s[str(b)] = round(b / dt, 3)
@@ -72,21 +79,23 @@ def main():
     train_per_s = {}
     for p in model.parameters():
         p.requires_grad_(False)
-    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
-    labels = torch.nn.functional.normalize(torch.randn(10, 512), dim=-1)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1).to(dev)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1).to(dev)
+    labels = torch.nn.functional.normalize(torch.randn(10, 512, device=dev), dim=-1)
     for b in [int(x) for x in args.train_batches.split(",") if x]:
-        images = torch.rand(b, 3, 224, 224)
-        patch = torch.rand(3, 38, 38, requires_grad=True)
+        images = torch.rand(b, 3, 224, 224, device=dev)
+        patch = torch.rand(3, 38, 38, device=dev, requires_grad=True)
         opt = torch.optim.Adam([patch], lr=0.05, betas=(0.5, 0.999))
-        mask = torch.zeros(1, 1, 224, 224)
+        mask = torch.zeros(1, 1, 224, 224, device=dev)
         mask[..., 172:210, 172:210] = 1
 
         def step():
             padded = torch.nn.functional.pad(patch, (172, 14, 172, 14)).unsqueeze(0)
             x = mask * padded + (1 - mask) * images
-            emb = torch.nn.functional.normalize(model.get_image_features(pixel_values=(x - mean) / std).pooler_output, dim=-1)
-            loss = torch.nn.functional.cross_entropy(100.0 * emb @ labels.T, torch.full((b,), 3))
+            features = model.get_image_features(pixel_values=(x - mean) / std)
+            # transformers 5 returns an output object, 4.x the projected tensor itself
+            emb = torch.nn.functional.normalize(getattr(features, "pooler_output", features), dim=-1)
+            loss = torch.nn.functional.cross_entropy(100.0 * emb @ labels.T, torch.full((b,), 3, device=dev))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -97,7 +106,7 @@ def main():
         train_per_s[str(b)] = round(b / dt, 3)
         print(f"train batch {b}: {b / dt:.2f} images/s, {dt:.2f} s/step", file=sys.stderr)
 
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
                       "image_per_s": image_per_s, "text_per_s": text_per_s, "train_per_s": train_per_s}))
 
 
