@@ -1,59 +1,93 @@
 //! CLIP's activation, quick_gelu `x * sigmoid(1.702 x)`, as one vectorised pass on the CPU's inference path.
 //!
 //! Burn's CPU backend runs it as three passes (a scale, a sigmoid with a scalar libm `exp` per element, a product),
-//! about a tenth of the image tower's time. Natively, on the CPU and outside autodiff, the fc1 output's buffer (the
-//! backend hands it over without a copy: it is the only reference) is rewritten in place by a branch-free exp that
-//! the compiler vectorises, on AVX2/FMA where the CPU has it (detected at run time). Everywhere else (GPU devices,
-//! autodiff graphs, which need the backward pass, and wasm, where tensors are never read synchronously) it is the
-//! plain composition.
+//! about a tenth of the image tower's time. On the CPU outside autodiff, natively and in the browser, the fc1
+//! output's buffer (it is the only reference to it) is rewritten in place through the backend's own tensor by a
+//! branch-free exp that the compiler vectorises: AVX2/FMA where the CPU has it (detected at run time), SIMD128 in
+//! the wasm build. Nothing is read back from a device, so the browser's rule of asynchronous reads is kept. Everywhere
+//! else (GPU devices; autodiff graphs, which need the backward pass; a buffer that is shared or not contiguous) it is
+//! the plain composition.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
 /// `x * sigmoid(1.702 x)`.
 pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    #[cfg(not(target_arch = "wasm32"))]
-    let x = {
-        let device = x.device();
-        if device.is_autodiff() || !super::batch_split::is_cpu(&device) {
-            x
-        } else {
-            let mut data = x.into_data();
-            // f32 buffers only (an f16 or f64 tensor takes the composition, rebuilt without a copy).
-            if let Ok(values) = data.as_mut_slice::<f32>() {
-                in_place(values);
-                return Tensor::from_data(data, &device);
-            }
-            Tensor::from_data(data, &device)
-        }
-    };
-    x.clone() * sigmoid(x.mul_scalar(1.702))
+    match rewrite_in_place(x) {
+        Ok(done) => done,
+        Err(x) => x.clone() * sigmoid(x.mul_scalar(1.702)),
+    }
 }
 
-/// Rewrites every value `x` as `x * sigmoid(1.702 x)`, in parallel chunks.
-#[cfg(not(target_arch = "wasm32"))]
+/// The one-pass rewrite where it applies: an f32 tensor of the CPU backend, outside autodiff, alone in its
+/// contiguous buffer. Any other tensor comes back untouched as the error.
+#[cfg(feature = "flex")]
+fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+    use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
+    use burn::tensor::DType;
+    let DispatchTensor { kind, autodiff } = x.into_dispatch();
+    let kind = match (kind, autodiff) {
+        (DispatchTensorKind::Flex(BackendTensor::Float(mut tensor)), DispatchAutodiffContext::Disabled)
+            if tensor.dtype() == DType::F32 && tensor.is_unique() =>
+        {
+            let offsets = tensor.layout().contiguous_offsets();
+            // `try_storage_mut` is `None` if the buffer became shared after all; the values are untouched then.
+            match (offsets, tensor.try_storage_mut::<f32>()) {
+                (Some((start, end)), Some(values)) => {
+                    in_place(&mut values[start..end]);
+                    let done =
+                        DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(tensor)), autodiff };
+                    return Ok(Tensor::from_dispatch(done));
+                }
+                _ => DispatchTensorKind::Flex(BackendTensor::Float(tensor)),
+            }
+        }
+        (kind, _) => kind,
+    };
+    Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff }))
+}
+
+#[cfg(not(feature = "flex"))]
+fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+    Err(x)
+}
+
+/// Rewrites every value `x` as `x * sigmoid(1.702 x)`, in parallel chunks where the build has threads and the
+/// caller is not already on one of the pool's threads.
 fn in_place(values: &mut [f32]) {
-    use rayon::prelude::*;
     // Large enough that a chunk's work dwarfs rayon's hand-off, small enough to share a [B*50, 3072] buffer out.
     const CHUNK: usize = 1 << 15;
-    values.par_chunks_mut(CHUNK).for_each(|chunk| {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { chunk_avx2(chunk) };
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    {
+        use rayon::prelude::*;
+        // Inside the pool (a batch slice, model::batch_split) every thread already has a slice of its own, so the
+        // chunks stay on this one: splitting again would only add hand-offs (in the browser a stolen chunk is waited
+        // for with `Atomics.wait`).
+        if rayon::current_thread_index().is_none() {
+            values.par_chunks_mut(CHUNK).for_each(in_place_chunk);
             return;
         }
-        chunk_portable(chunk);
-    });
+    }
+    values.chunks_mut(CHUNK).for_each(in_place_chunk);
 }
 
-#[cfg(all(not(target_arch = "wasm32"), target_arch = "x86_64"))]
+/// One chunk, on the widest SIMD the CPU has.
+fn in_place_chunk(chunk: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        unsafe { chunk_avx2(chunk) };
+        return;
+    }
+    chunk_portable(chunk);
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn chunk_avx2(values: &mut [f32]) {
     chunk_portable(values)
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn chunk_portable(values: &mut [f32]) {
     for v in values.iter_mut() {
@@ -63,7 +97,6 @@ fn chunk_portable(values: &mut [f32]) {
 
 /// `x / (1 + e^(-1.702 x))` with `exp_branch_free`: within 1.5e-6 relative of the exact value (the f32 rounding of
 /// `-1.702 x` is most of it), and vectorisable.
-#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn quick_gelu_scalar(x: f32) -> f32 {
     x / (1.0 + exp_branch_free(-1.702 * x))
@@ -73,7 +106,6 @@ fn quick_gelu_scalar(x: f32) -> f32 {
 /// `e^r` by its degree-6 Taylor polynomial (truncation error under 1.3e-7 relative), `2^n` built in the exponent
 /// bits. The argument is clamped to [-87, 88] so that `2^n` stays a normal float: `e^x` saturates at 1.7e38 above
 /// and 1.6e-38 below, which quick_gelu turns into exactly `x` and a value under 1e-36 of `x`.
-#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn exp_branch_free(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -119,16 +151,43 @@ mod tests {
         assert_eq!(quick_gelu_scalar(0.0), 0.0);
     }
 
-    /// The fused pass on a CPU tensor (in place, in parallel chunks, AVX2 where there is one) equals the plain
-    /// composition on the same values; the input here shares its buffer with `x`, so an overwrite in place would
-    /// show as a mismatch (the plain one is computed from `x` afterwards).
+    /// The fused pass on a CPU tensor that owns its buffer (in place, in parallel chunks, AVX2 where there is one)
+    /// equals the plain composition on the same values.
     #[test]
     fn fused_quick_gelu_equals_the_composition() {
         use burn::tensor::{Distribution, Tolerance};
         let device = burn::tensor::Device::flex();
         let x = Tensor::<3>::random([3, 50, 700], Distribution::Normal(0.0, 3.0), &device);
-        let fused = quick_gelu(x.clone());
-        let plain = x.clone() * sigmoid(x.mul_scalar(1.702));
-        fused.into_data().assert_approx_eq::<f32>(&plain.into_data(), Tolerance::absolute(1e-5));
+        let plain = x.clone() * sigmoid(x.clone().mul_scalar(1.702));
+        // `x * 1` is a buffer of its own, as fc1's output is.
+        let fused = rewrite_in_place(x.mul_scalar(1.0)).map_err(|_| "the owned CPU tensor was not rewritten in place");
+        fused.unwrap().into_data().assert_approx_eq::<f32>(&plain.into_data(), Tolerance::absolute(1e-5));
+    }
+
+    /// A tensor whose buffer is shared, or an autodiff one, is never rewritten: it takes the composition, and the
+    /// other holder of the buffer still sees its own values.
+    #[test]
+    fn shared_and_autodiff_tensors_take_the_composition() {
+        use burn::tensor::{Distribution, Tolerance};
+        let device = burn::tensor::Device::flex();
+        let x = Tensor::<2>::random([50, 300], Distribution::Normal(0.0, 3.0), &device);
+        let before = x.clone().into_data();
+        assert!(rewrite_in_place(x.clone()).is_err(), "a shared buffer must not be rewritten");
+        let plain = x.clone() * sigmoid(x.clone().mul_scalar(1.702));
+        quick_gelu(x.clone()).into_data().assert_approx_eq::<f32>(&plain.into_data(), Tolerance::absolute(1e-5));
+        assert_eq!(x.into_data(), before);
+        let tracked = Tensor::<2>::from_data(before, &device.autodiff()).require_grad();
+        assert!(rewrite_in_place(tracked.mul_scalar(1.0)).is_err(), "autodiff needs the composition's graph");
+    }
+
+    /// fc1's output, as the MLP hands it over, owns its buffer: the one-pass rewrite applies where the model uses it.
+    #[test]
+    fn a_linear_layers_output_is_rewritten_in_place() {
+        use burn::nn::LinearConfig;
+        use burn::tensor::Distribution;
+        let device = burn::tensor::Device::flex();
+        let fc1 = LinearConfig::new(64, 256).init(&device);
+        let x = Tensor::<3>::random([2, 50, 64], Distribution::Normal(0.0, 1.0), &device);
+        assert!(rewrite_in_place(fc1.forward(x)).is_ok());
     }
 }
