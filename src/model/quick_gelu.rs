@@ -1,12 +1,12 @@
 //! CLIP's activation, quick_gelu `x * sigmoid(1.702 x)`, as one vectorised pass on the CPU's inference path.
 //!
 //! Burn's CPU backend runs it as three passes (a scale, a sigmoid with a scalar libm `exp` per element, a product),
-//! about a tenth of the image tower's time. On the CPU outside autodiff (natively; not yet in the browser, see
-//! `pays_here`), the fc1 output's buffer (it is the only reference to it) is rewritten in place through the
-//! backend's own tensor by a branch-free exp that the compiler vectorises: AVX2/FMA where the CPU has it (detected
-//! at run time). Nothing is read back from a device, so it would keep the browser's rule of asynchronous reads.
-//! Everywhere else (GPU devices; autodiff graphs, which need the backward pass; a buffer that is shared or not
-//! contiguous) it is the plain composition.
+//! about a tenth of the image tower's time. Natively, on the CPU outside autodiff, the fc1 output's buffer (it is
+//! the only reference to it) is rewritten in place through the backend's own tensor (nothing is read back) by a
+//! branch-free exp that the compiler vectorises: AVX2/FMA where the CPU has it (detected at run time). Everywhere
+//! else it is the plain composition: GPU devices; autodiff graphs, which need the backward pass; a buffer that is
+//! shared or not contiguous; and the browser, where bench-web's batch-8 time with two threads was bimodal (about
+//! 250 or 510 ms/img) between builds whose page ran the same code, so the pass's effect there could not be shown.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
@@ -21,21 +21,18 @@ pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// The one-pass rewrite where it applies: an f32 tensor of the CPU backend, outside autodiff, alone in its
 /// contiguous buffer. Any other tensor comes back untouched as the error.
-#[cfg(feature = "flex")]
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 #[allow(clippy::result_large_err)] // both sides are the tensor handed back by value, no larger than each other
 fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
     use burn::tensor::DType;
-    if !pays_here() {
-        return Err(x);
-    }
     let DispatchTensor { kind, autodiff } = x.into_dispatch();
     let kind = match (kind, autodiff) {
         (DispatchTensorKind::Flex(BackendTensor::Float(mut tensor)), DispatchAutodiffContext::Disabled)
-            if tensor.dtype() == DType::F32 && tensor.is_unique() =>
+            if tensor.dtype() == DType::F32 =>
         {
             let offsets = tensor.layout().contiguous_offsets();
-            // `try_storage_mut` is `None` if the buffer became shared after all; the values are untouched then.
+            // `try_storage_mut` is `None` where the buffer is shared: the values are untouched then.
             match (offsets, tensor.try_storage_mut::<f32>()) {
                 (Some((start, end)), Some(values)) => {
                     in_place(&mut values[start..end]);
@@ -51,37 +48,26 @@ fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>
     Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff }))
 }
 
-#[cfg(not(feature = "flex"))]
+#[cfg(any(not(feature = "flex"), target_arch = "wasm32"))]
 fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     Err(x)
 }
 
-/// Whether the one pass runs here: natively, yes. Not in the browser yet: in bench-web runs of the threaded build
-/// the batch-8 time with two threads was bimodal (about 250 or 510 ms/img) between builds whose page ran the same
-/// code, so the pass's effect there (370-420 ms/img at batch 1 against 454-555 before) could not be shown.
-fn pays_here() -> bool {
-    cfg!(not(target_arch = "wasm32"))
-}
-
-/// Rewrites every value `x` as `x * sigmoid(1.702 x)`, in parallel chunks where the build has threads and the
-/// caller is not already on one of the pool's threads.
+/// Rewrites every value `x` as `x * sigmoid(1.702 x)`: in parallel chunks when called from outside the thread pool
+/// (a lone image), on this thread inside it (a batch slice, model::batch_split, where every thread has a slice).
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 fn in_place(values: &mut [f32]) {
+    use rayon::prelude::*;
     // Large enough that a chunk's work dwarfs rayon's hand-off, small enough to share a [B*50, 3072] buffer out.
     const CHUNK: usize = 1 << 15;
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    {
-        use rayon::prelude::*;
-        // Inside the pool (a batch slice, model::batch_split) every thread already has a slice of its own, so the
-        // chunks stay on this one: splitting again would only add hand-offs (in the browser a stolen chunk is waited
-        // for with `Atomics.wait`).
-        if rayon::current_thread_index().is_none() {
-            values.par_chunks_mut(CHUNK).for_each(in_place_chunk);
-            return;
-        }
+    if rayon::current_thread_index().is_none() {
+        values.par_chunks_mut(CHUNK).for_each(in_place_chunk);
+    } else {
+        values.chunks_mut(CHUNK).for_each(in_place_chunk);
     }
-    values.chunks_mut(CHUNK).for_each(in_place_chunk);
 }
 
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 /// One chunk, on the widest SIMD the CPU has.
 fn in_place_chunk(chunk: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -93,12 +79,13 @@ fn in_place_chunk(chunk: &mut [f32]) {
     chunk_portable(chunk);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn chunk_avx2(values: &mut [f32]) {
     chunk_portable(values)
 }
 
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 #[inline(always)]
 fn chunk_portable(values: &mut [f32]) {
     for v in values.iter_mut() {
@@ -106,6 +93,7 @@ fn chunk_portable(values: &mut [f32]) {
     }
 }
 
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 /// `x / (1 + e^(-1.702 x))` with `exp_branch_free`: within 1.5e-6 relative of the exact value (the f32 rounding of
 /// `-1.702 x` is most of it), and vectorisable.
 #[inline(always)]
@@ -113,6 +101,7 @@ fn quick_gelu_scalar(x: f32) -> f32 {
     x / (1.0 + exp_branch_free(-1.702 * x))
 }
 
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 /// `e^x` without branches or table lookups, so that a loop of it vectorises: `x = n ln2 + r` with `|r| <= ln2/2`,
 /// `e^r` by its degree-6 Taylor polynomial (truncation error under 1.3e-7 relative), `2^n` built in the exponent
 /// bits. The argument is clamped to [-87, 88] so that `2^n` stays a normal float: `e^x` saturates at 1.7e38 above
@@ -136,7 +125,7 @@ fn exp_branch_free(x: f32) -> f32 {
     p * scale
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex", not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 
