@@ -131,7 +131,12 @@ pub struct Session {
     backend: String,
     adapter: String,
     tokenizer: Tokenizer,
+    /// The loaded CLIP on the autodiff device, which patch training backpropagates through.
     model: Option<Clip>,
+    /// The same CLIP on the plain device (`Module::valid`: the same weight buffers, no second copy), for
+    /// classifying: outside autodiff the CPU path splits a batch across its threads and takes the SIMD linear
+    /// kernel, and no op pays for gradient bookkeeping.
+    inference: Option<Clip>,
     head: Option<ZeroShotClassifier>,
     patch: Option<LoadedPatch>,
     training: Option<Training>,
@@ -160,6 +165,7 @@ impl Session {
             adapter,
             tokenizer: Tokenizer::new(),
             model: None,
+            inference: None,
             head: None,
             patch: None,
             training: None,
@@ -202,6 +208,7 @@ impl Session {
             parameters: clip.num_params(),
             fingerprint: format!("{:016x}", clip.fingerprint),
         };
+        self.inference = Some(clip.valid());
         self.model = Some(clip);
         self.head = None;
         self.training = None;
@@ -442,7 +449,8 @@ impl Session {
         template: String,
         top_k: usize,
     ) -> JsResult<Vec<Classified>> {
-        let model = self.model.as_ref().ok_or_else(|| js_error("load a model first"))?;
+        let model = self.inference.as_ref().ok_or_else(|| js_error("load a model first"))?;
+        let device = self.device.clone().without_autodiff();
         if images.is_empty() {
             return Ok(Vec::new());
         }
@@ -458,10 +466,10 @@ impl Session {
             .collect::<crate::Result<Vec<_>>>()
             .map_err(js_error)?
             .concat();
-        let unit = Tensor::<4>::from_data(TensorData::new(pixels, [images.len(), 3, size, size]), &self.device);
+        let unit = Tensor::<4>::from_data(TensorData::new(pixels, [images.len(), 3, size, size]), &device);
         let patched = match self.patch.as_ref().filter(|p| p.enabled) {
             Some(p) if p.sidecar.image_size == size => {
-                let patch = patch_tensor(p.pixels.clone(), p.sidecar.placement.size, &self.device);
+                let patch = patch_tensor(p.pixels.clone(), p.sidecar.placement.size, &device);
                 Some(crate::attack::placement::paste_patch(unit.clone(), patch, &p.sidecar.placement))
             }
             Some(p) => {

@@ -9,6 +9,7 @@ pub mod safetensors_file;
 pub mod text;
 pub mod transformer;
 pub mod vision;
+mod wasm_linear;
 
 pub use batch_split::set_batch_split;
 pub use clip::{Clip, l2_normalize};

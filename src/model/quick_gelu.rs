@@ -1,12 +1,13 @@
 //! CLIP's activation, quick_gelu `x * sigmoid(1.702 x)`, as one vectorised pass on the CPU's inference path.
 //!
 //! Burn's CPU backend runs it as three passes (a scale, a sigmoid with a scalar libm `exp` per element, a product),
-//! about a tenth of the image tower's time. Natively, on the CPU outside autodiff, the fc1 output's buffer (it is
-//! the only reference to it) is rewritten in place through the backend's own tensor (nothing is read back) by a
-//! branch-free exp that the compiler vectorises: AVX2/FMA where the CPU has it (detected at run time). Everywhere
+//! about a tenth of the image tower's time. On the CPU outside autodiff (natively, and in the page, whose
+//! classifying model is on the plain device), the fc1 output's buffer (it is the only reference to
+//! it) is rewritten in place through the backend's own tensor (nothing is read back) by a branch-free exp that the
+//! compiler vectorises: AVX2/FMA where the CPU has it (detected at run time), SIMD128 in the browser. Everywhere
 //! else it is the plain composition: GPU devices; autodiff graphs, which need the backward pass; a buffer that is
-//! shared or not contiguous; and the browser, where bench-web's batch-8 time with two threads was bimodal (about
-//! 250 or 510 ms/img) between builds whose page ran the same code, so the pass's effect there could not be shown.
+//! shared or not contiguous. In the page it took ViT-B/32 with two threads from 221-233 to 192-249 ms/img at batch
+//! 8 and from 342-363 to 270-313 at batch 1 (two runs each, README: the browser's speed).
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
@@ -21,7 +22,7 @@ pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// The one-pass rewrite where it applies: an f32 tensor of the CPU backend, outside autodiff, alone in its
 /// contiguous buffer. Any other tensor comes back untouched as the error.
-#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[cfg(feature = "flex")]
 #[allow(clippy::result_large_err)] // both sides are the tensor handed back by value, no larger than each other
 fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
@@ -48,26 +49,27 @@ fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>
     Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff }))
 }
 
-#[cfg(any(not(feature = "flex"), target_arch = "wasm32"))]
+#[cfg(not(feature = "flex"))]
 fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     Err(x)
 }
 
 /// Rewrites every value `x` as `x * sigmoid(1.702 x)`: in parallel chunks when called from outside the thread pool
 /// (a lone image), on this thread inside it (a batch slice, model::batch_split, where every thread has a slice).
-#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[cfg(feature = "flex")]
 fn in_place(values: &mut [f32]) {
-    use rayon::prelude::*;
     // Large enough that a chunk's work dwarfs rayon's hand-off, small enough to share a [B*50, 3072] buffer out.
     const CHUNK: usize = 1 << 15;
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     if rayon::current_thread_index().is_none() {
+        use rayon::prelude::*;
         values.par_chunks_mut(CHUNK).for_each(in_place_chunk);
-    } else {
-        values.chunks_mut(CHUNK).for_each(in_place_chunk);
+        return;
     }
+    values.chunks_mut(CHUNK).for_each(in_place_chunk);
 }
 
-#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[cfg(feature = "flex")]
 /// One chunk, on the widest SIMD the CPU has.
 fn in_place_chunk(chunk: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -85,7 +87,7 @@ unsafe fn chunk_avx2(values: &mut [f32]) {
     chunk_portable(values)
 }
 
-#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn chunk_portable(values: &mut [f32]) {
     for v in values.iter_mut() {
@@ -93,7 +95,7 @@ fn chunk_portable(values: &mut [f32]) {
     }
 }
 
-#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[cfg(feature = "flex")]
 /// `x / (1 + e^(-1.702 x))` with `exp_branch_free`: within 1.5e-6 relative of the exact value (the f32 rounding of
 /// `-1.702 x` is most of it), and vectorisable.
 #[inline(always)]
@@ -101,7 +103,7 @@ fn quick_gelu_scalar(x: f32) -> f32 {
     x / (1.0 + exp_branch_free(-1.702 * x))
 }
 
-#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[cfg(feature = "flex")]
 /// `e^x` without branches or table lookups, so that a loop of it vectorises: `x = n ln2 + r` with `|r| <= ln2/2`,
 /// `e^r` by its degree-6 Taylor polynomial (truncation error under 1.3e-7 relative), `2^n` built in the exponent
 /// bits. The argument is clamped to [-87, 88] so that `2^n` stays a normal float: `e^x` saturates at 1.7e38 above

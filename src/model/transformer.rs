@@ -6,6 +6,7 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::Activation;
+use super::wasm_linear::linear;
 
 /// Multi-head self-attention with separate q/k/v projections (the Hugging Face layout).
 ///
@@ -32,9 +33,9 @@ impl SelfAttention {
         let head_dim = width / self.num_heads;
         let split = |t: Tensor<3>| t.reshape([batch, tokens, self.num_heads, head_dim]).swap_dims(1, 2);
         let scale = (head_dim as f64).powf(-0.5);
-        let q = split(self.q_proj.forward(x.clone())).mul_scalar(scale);
-        let k = split(self.k_proj.forward(x.clone()));
-        let v = split(self.v_proj.forward(x));
+        let q = split(linear(&self.q_proj, x.clone())).mul_scalar(scale);
+        let k = split(linear(&self.k_proj, x.clone()));
+        let v = split(linear(&self.v_proj, x));
         let mut scores = q.matmul(k.swap_dims(2, 3));
         if let Some(mask) = mask {
             // A finite fill keeps softmax and its gradient NaN-free on every backend.
@@ -43,7 +44,7 @@ impl SelfAttention {
         }
         let weights = softmax(scores, 3);
         let context = weights.matmul(v).swap_dims(1, 2).reshape([batch, tokens, width]);
-        self.out_proj.forward(context)
+        linear(&self.out_proj, context)
     }
 }
 
@@ -66,12 +67,12 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc1.forward(x);
+        let h = linear(&self.fc1, x);
         let h = match self.activation {
             Activation::QuickGelu => super::quick_gelu::quick_gelu(h),
             Activation::Gelu => gelu(h),
         };
-        self.fc2.forward(h)
+        linear(&self.fc2, h)
     }
 }
 

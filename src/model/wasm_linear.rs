@@ -1,0 +1,299 @@
+//! The linear layers' product for work outside the browser's batch slices: rows in bands across the thread pool.
+//!
+//! In the page the linear layers are 99 % of ViT-B/32's multiply-adds. Burn's CPU matmul (the gemm crate) splits one
+//! product across wasm threads badly: an image encoded alone (nothing for `batch_split` to cut) took 525-567 ms with
+//! two threads against 448-470 ms with one (bench-web, README: the browser's speed). Here the output rows are cut
+//! into one band per thread, each band computed by a register-tiled SIMD128 kernel (4 rows x 16 columns, a
+//! 256-deep strip of the weights copied contiguous), which on its own runs these shapes at 25-30 GFLOP/s a core in
+//! Chromium against gemm's 24-27. It applies only there: the threaded browser build, called from outside the pool
+//! (inside a batch slice every thread already has its slice, and gemm serves), on the CPU backend outside autodiff,
+//! with f32 contiguous tensors. Everything else, natively included, is Burn's `Linear`.
+// Outside the threaded browser build only the tests run the tiling (below): unused there otherwise.
+#![cfg_attr(not(all(target_arch = "wasm32", feature = "threads")), allow(dead_code))]
+
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+
+/// `layer.forward(x)` for `x` of [batch, tokens, d_input], on this kernel where it applies.
+pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    match simd_forward(layer, x) {
+        Ok(done) => done,
+        Err(x) => layer.forward(x),
+    }
+}
+
+/// The kernel's path: `x` and the layer's weights on the CPU backend, f32, contiguous, outside autodiff; any other
+/// input comes back untouched as the error.
+#[cfg(all(feature = "flex", feature = "threads", target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(clippy::result_large_err)] // both sides are the tensor handed back by value
+fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
+    if rayon::current_thread_index().is_some() || rayon::current_num_threads() < 2 {
+        return Err(x);
+    }
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
+    use burn::tensor::{DType, TensorData};
+
+    /// The contiguous f32 values of a CPU tensor outside autodiff, with the tensor that owns them.
+    fn cpu_values<const D: usize>(t: Tensor<D>) -> Result<FlexTensor, Tensor<D>> {
+        let DispatchTensor { kind, autodiff } = t.into_dispatch();
+        match (kind, autodiff) {
+            (DispatchTensorKind::Flex(BackendTensor::Float(tensor)), DispatchAutodiffContext::Disabled)
+                if tensor.dtype() == DType::F32 && tensor.as_slice::<f32>().is_some() =>
+            {
+                Ok(tensor)
+            }
+            (kind, autodiff) => Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff })),
+        }
+    }
+    fn back<const D: usize>(tensor: FlexTensor) -> Tensor<D> {
+        let kind = DispatchTensorKind::Flex(BackendTensor::Float(tensor));
+        Tensor::from_dispatch(DispatchTensor { kind, autodiff: DispatchAutodiffContext::Disabled })
+    }
+
+    let [batch, tokens, d_input] = x.dims();
+    let [weight_rows, d_output] = layer.weight.dims();
+    if weight_rows != d_input {
+        return Err(x); // Burn's own forward reports the mismatch
+    }
+    let x = cpu_values(x)?;
+    let Ok(weight) = cpu_values(layer.weight.val()) else { return Err(back(x)) };
+    let bias = match layer.bias.as_ref().map(|b| cpu_values(b.val())) {
+        None => None,
+        Some(Ok(bias)) => Some(bias),
+        Some(Err(_)) => return Err(back(x)),
+    };
+    let rows = batch * tokens;
+    let mut out = vec![0.0f32; rows * d_output];
+    fn values(t: &FlexTensor) -> &[f32] {
+        t.as_slice::<f32>().expect("checked contiguous f32 above")
+    }
+    matmul_bias(values(&x), rows, d_input, values(&weight), d_output, bias.as_ref().map(values), &mut out);
+    Ok(back(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
+}
+
+#[cfg(not(all(feature = "flex", feature = "threads", target_arch = "wasm32", target_feature = "simd128")))]
+#[allow(clippy::result_large_err)]
+fn simd_forward(_layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
+    Err(x)
+}
+
+/// Rows of the output computed together: 4 rows x 16 columns are 16 accumulating vectors, the most V8 keeps in
+/// registers without the loads and stores around them costing more than they save (2 x 16 measured at 0.8x).
+const TILE_ROWS: usize = 4;
+/// Columns computed together: four 4-lane vectors, one 64-byte cache line of a weight row.
+const TILE_COLUMNS: usize = 16;
+/// The depth a tile's pass covers: 256 rows of a 16-column weight strip are 16 KiB, which stays in the L1 cache
+/// while every row tile of the input goes past it.
+const DEPTH_BLOCK: usize = 256;
+
+/// `out[rows, n] = a[rows, k] * w[k, n] + bias[n]`, all row-major. In parallel row bands when called from outside
+/// the thread pool with rows enough (a lone image); on this thread inside it (a batch slice, `batch_split`).
+fn matmul_bias(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+    assert!(a.len() == rows * k && w.len() == k * n && out.len() == rows * n);
+    assert!(bias.is_none_or(|b| b.len() == n));
+    if n == 0 {
+        return;
+    }
+    for row in out.chunks_exact_mut(n) {
+        match bias {
+            Some(b) => row.copy_from_slice(b),
+            None => row.fill(0.0),
+        }
+    }
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    {
+        use rayon::prelude::*;
+        let threads = rayon::current_num_threads();
+        if rayon::current_thread_index().is_none() && threads > 1 && rows >= 2 * TILE_ROWS && k > 0 {
+            // Bands of whole tiles, one per thread.
+            let band = rows.div_ceil(threads).next_multiple_of(TILE_ROWS);
+            out.par_chunks_mut(band * n)
+                .zip(a.par_chunks(band * k))
+                .for_each(|(out, a)| accumulate(a, out.len() / n, k, w, n, out));
+            return;
+        }
+    }
+    accumulate(a, rows, k, w, n, out);
+}
+
+/// `out += a * w` for one band of rows.
+fn accumulate(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
+    let full_columns = n - n % TILE_COLUMNS;
+    // A strip of the weights (a depth block of 16 columns) copied contiguous. Read in place, its rows sit n floats
+    // apart: 3072 or 768 floats, multiples of the L1 cache's set stride, so that every row of the strip falls in
+    // the same few cache sets and evicts the others; how badly depended on the physical pages (ViT-B/32 in the
+    // browser ran at 7 or 21 GFLOP/s a core from one run to the next). Copied, it is 16 KiB of consecutive lines.
+    let mut strip = vec![0.0f32; DEPTH_BLOCK * TILE_COLUMNS];
+    let mut k0 = 0;
+    while k0 < k {
+        let depth = DEPTH_BLOCK.min(k - k0);
+        for j in (0..full_columns).step_by(TILE_COLUMNS) {
+            for (p, row) in strip.chunks_exact_mut(TILE_COLUMNS).take(depth).enumerate() {
+                let from = (k0 + p) * n + j;
+                row.copy_from_slice(&w[from..from + TILE_COLUMNS]);
+            }
+            let strip = &strip[..depth * TILE_COLUMNS];
+            let mut i = 0;
+            while i + TILE_ROWS <= rows {
+                tile::<TILE_ROWS>(a, k, strip, n, out, i, j, k0);
+                i += TILE_ROWS;
+            }
+            match rows - i {
+                3 => tile::<3>(a, k, strip, n, out, i, j, k0),
+                2 => tile::<2>(a, k, strip, n, out, i, j, k0),
+                1 => tile::<1>(a, k, strip, n, out, i, j, k0),
+                _ => {}
+            }
+        }
+        // Columns past the last whole tile (no CLIP width has any): plain dot products.
+        for i in 0..rows {
+            for j in full_columns..n {
+                let mut sum = 0.0;
+                for p in k0..k0 + depth {
+                    sum += a[i * k + p] * w[p * n + j];
+                }
+                out[i * n + j] += sum;
+            }
+        }
+        k0 += depth;
+    }
+}
+
+/// `out[i..i+R, j..j+16] += a[i..i+R, k0..k0+depth] * strip`, where `strip` holds the weights' rows
+/// k0..k0+depth, columns j..j+16, contiguous; the accumulators stay in registers.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tile<const R: usize>(a: &[f32], k: usize, strip: &[f32], n: usize, out: &mut [f32], i: usize, j: usize, k0: usize) {
+    let depth = strip.len() / TILE_COLUMNS;
+    // The bounds every access below stays within (checked once here, so the loop carries no checks).
+    assert!(i + R <= out.len() / n && j + TILE_COLUMNS <= n && k0 + depth <= k && a.len() >= (i + R) * k);
+    // SAFETY: every pointer below is inside the slices, by the assertion above: rows i..i+R of `a` (length k) and
+    // of `out` (length n), columns j..j+16 of `out`, and the whole strip.
+    unsafe {
+        let mut acc = [[F32x4::zero(); 4]; R];
+        for (r, row) in acc.iter_mut().enumerate() {
+            let o = out.as_ptr().add((i + r) * n + j);
+            for (v, lane) in row.iter_mut().enumerate() {
+                *lane = F32x4::load(o.add(4 * v));
+            }
+        }
+        let mut wp = strip.as_ptr();
+        let ap = a.as_ptr().add(i * k + k0);
+        for p in 0..depth {
+            let w0 = F32x4::load(wp);
+            let w1 = F32x4::load(wp.add(4));
+            let w2 = F32x4::load(wp.add(8));
+            let w3 = F32x4::load(wp.add(12));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = F32x4::splat_load(ap.add(r * k + p));
+                row[0] = row[0].mul_add(av, w0);
+                row[1] = row[1].mul_add(av, w1);
+                row[2] = row[2].mul_add(av, w2);
+                row[3] = row[3].mul_add(av, w3);
+            }
+            wp = wp.add(TILE_COLUMNS);
+        }
+        for (r, row) in acc.iter().enumerate() {
+            let o = out.as_mut_ptr().add((i + r) * n + j);
+            for (v, lane) in row.iter().enumerate() {
+                lane.store(o.add(4 * v));
+            }
+        }
+    }
+}
+
+/// Four f32 lanes: a WebAssembly SIMD vector in the browser build, a plain array elsewhere (where only the tests
+/// run this file's tiling, against Burn's product).
+#[derive(Clone, Copy)]
+struct F32x4(
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))] core::arch::wasm32::v128,
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))] [f32; 4],
+);
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl F32x4 {
+    #[inline(always)]
+    fn zero() -> Self {
+        Self(core::arch::wasm32::f32x4_splat(0.0))
+    }
+    /// SAFETY: `p..p+4` readable.
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { Self(core::arch::wasm32::v128_load(p as *const core::arch::wasm32::v128)) }
+    }
+    /// SAFETY: `p` readable.
+    #[inline(always)]
+    unsafe fn splat_load(p: *const f32) -> Self {
+        unsafe { Self(core::arch::wasm32::v128_load32_splat(p as *const u32)) }
+    }
+    /// SAFETY: `p..p+4` writable.
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { core::arch::wasm32::v128_store(p as *mut core::arch::wasm32::v128, self.0) }
+    }
+    /// `self + a * b`: a multiply and an add (no fused form in plain SIMD128; relaxed SIMD's measured no faster).
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        use core::arch::wasm32::{f32x4_add, f32x4_mul};
+        Self(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+impl F32x4 {
+    fn zero() -> Self {
+        Self([0.0; 4])
+    }
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { Self(std::ptr::read_unaligned(p as *const [f32; 4])) }
+    }
+    unsafe fn splat_load(p: *const f32) -> Self {
+        unsafe { Self([*p; 4]) }
+    }
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { std::ptr::write_unaligned(p as *mut [f32; 4], self.0) }
+    }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(std::array::from_fn(|l| self.0[l] + a.0[l] * b.0[l]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    /// The tiling (whole and partial row tiles, columns past the last tile, several depth blocks, row bands on a
+    /// pool and on one thread) against Burn's matmul, on shapes that hit every edge.
+    #[test]
+    fn the_tiled_product_equals_burns_matmul() {
+        let device = Device::flex();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for &(rows, k, n) in &[(1, 1, 1), (3, 7, 16), (5, 300, 17), (50, 520, 48), (9, 256, 40), (2, 0, 16)] {
+            let a: Vec<f32> = (0..rows * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+            let w: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0).collect();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 1.0).collect();
+            let at = Tensor::<2>::from_data(TensorData::new(a.clone(), [rows, k]), &device);
+            let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [k, n]), &device);
+            let bt = Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device);
+            let expected: Vec<f32> = (at.matmul(wt) + bt.unsqueeze()).into_data().try_to_vec::<f32>().unwrap();
+            let mut in_pool = vec![f32::NAN; rows * n];
+            pool.install(|| {
+                // Inside a pool: on this thread.
+                matmul_bias(&a, rows, k, &w, n, Some(&bias), &mut in_pool);
+            });
+            let mut banded = vec![f32::NAN; rows * n];
+            // From outside any pool: bands on the global pool.
+            matmul_bias(&a, rows, k, &w, n, Some(&bias), &mut banded);
+            let mut no_bias = vec![f32::NAN; rows * n];
+            matmul_bias(&a, rows, k, &w, n, None, &mut no_bias);
+            for idx in 0..rows * n {
+                let tol = 1e-4 * expected[idx].abs().max(1.0);
+                assert!((in_pool[idx] - expected[idx]).abs() <= tol, "{rows}x{k}x{n} at {idx}: one thread");
+                assert!((banded[idx] - expected[idx]).abs() <= tol, "{rows}x{k}x{n} at {idx}: bands");
+                assert!((no_bias[idx] + bias[idx % n] - expected[idx]).abs() <= tol, "{rows}x{k}x{n}: no bias");
+            }
+        }
+    }
+}
