@@ -3,6 +3,7 @@
 pub(crate) mod batch_split;
 pub mod clip;
 pub mod config;
+mod cpu_tensor;
 pub mod load;
 mod quick_gelu;
 pub mod safetensors_file;

@@ -4,7 +4,7 @@
 //! about a tenth of the image tower's time. On the CPU outside autodiff (natively, and in the page, whose
 //! classifying model is on the plain device), the fc1 output's buffer (it is the only reference to
 //! it) is rewritten in place through the backend's own tensor (nothing is read back) by a branch-free exp that the
-//! compiler vectorises: AVX2/FMA where the CPU has it (detected at run time), SIMD128 in the browser. Everywhere
+//! compiler vectorises: AVX2/FMA where the CPU has it (detected at run time). Everywhere
 //! else it is the plain composition: GPU devices; autodiff graphs, which need the backward pass; a buffer that is
 //! shared or not contiguous. In the page it took ViT-B/32 with two threads from 221-233 to 192-249 ms/img at batch
 //! 8 and from 342-363 to 270-313 at batch 1 (two runs each, README: the browser's speed).
@@ -25,28 +25,17 @@ pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 #[cfg(feature = "flex")]
 #[allow(clippy::result_large_err)] // both sides are the tensor handed back by value, no larger than each other
 fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
-    use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
-    use burn::tensor::DType;
-    let DispatchTensor { kind, autodiff } = x.into_dispatch();
-    let kind = match (kind, autodiff) {
-        (DispatchTensorKind::Flex(BackendTensor::Float(mut tensor)), DispatchAutodiffContext::Disabled)
-            if tensor.dtype() == DType::F32 =>
-        {
-            let offsets = tensor.layout().contiguous_offsets();
-            // `try_storage_mut` is `None` where the buffer is shared: the values are untouched then.
-            match (offsets, tensor.try_storage_mut::<f32>()) {
-                (Some((start, end)), Some(values)) => {
-                    in_place(&mut values[start..end]);
-                    let done =
-                        DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(tensor)), autodiff };
-                    return Ok(Tensor::from_dispatch(done));
-                }
-                _ => DispatchTensorKind::Flex(BackendTensor::Float(tensor)),
-            }
+    use super::cpu_tensor::{from_cpu, into_cpu_f32};
+    let mut tensor = into_cpu_f32(x)?;
+    let offsets = tensor.layout().contiguous_offsets();
+    // `try_storage_mut` is `None` where the buffer is shared: the values are untouched then.
+    match (offsets, tensor.try_storage_mut::<f32>()) {
+        (Some((start, end)), Some(values)) => {
+            in_place(&mut values[start..end]);
+            Ok(from_cpu(tensor))
         }
-        (kind, _) => kind,
-    };
-    Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff }))
+        _ => Err(from_cpu(tensor)),
+    }
 }
 
 #[cfg(not(feature = "flex"))]

@@ -4,10 +4,10 @@
 //! product across wasm threads badly: an image encoded alone (nothing for `batch_split` to cut) took 525-567 ms with
 //! two threads against 448-470 ms with one (bench-web, README: the browser's speed). Here the output rows are cut
 //! into one band per thread, each band computed by a register-tiled SIMD128 kernel (4 rows x 16 columns, a
-//! 256-deep strip of the weights copied contiguous), which on its own runs these shapes at 25-30 GFLOP/s a core in
-//! Chromium against gemm's 24-27. It applies only there: the threaded browser build, called from outside the pool
-//! (inside a batch slice every thread already has its slice, and gemm serves), on the CPU backend outside autodiff,
-//! with f32 contiguous tensors. Everything else, natively included, is Burn's `Linear`.
+//! 256-deep strip of the weights copied contiguous), which on its own runs these shapes at 22-32 GFLOP/s a core in
+//! Chromium against gemm's 20-29 (medians 27 and 24 over twelve timings, a throwaway export). It applies only
+//! there: the threaded browser build, called from outside the pool (inside a batch slice every thread already has
+//! its slice, and gemm serves), on the CPU backend outside autodiff, with f32 contiguous tensors. Everything else, natively included, is Burn's `Linear`.
 // Outside the threaded browser build only the tests run the tiling (below): unused there otherwise.
 #![cfg_attr(not(all(target_arch = "wasm32", feature = "threads")), allow(dead_code))]
 
@@ -30,25 +30,14 @@ fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
     if rayon::current_thread_index().is_some() || rayon::current_num_threads() < 2 {
         return Err(x);
     }
+    use super::cpu_tensor::{from_cpu, into_cpu_f32};
     use burn::backend::flex::FlexTensor;
-    use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
-    use burn::tensor::{DType, TensorData};
+    use burn::tensor::TensorData;
 
-    /// The contiguous f32 values of a CPU tensor outside autodiff, with the tensor that owns them.
+    /// A contiguous CPU f32 tensor outside autodiff, or the tensor back.
     fn cpu_values<const D: usize>(t: Tensor<D>) -> Result<FlexTensor, Tensor<D>> {
-        let DispatchTensor { kind, autodiff } = t.into_dispatch();
-        match (kind, autodiff) {
-            (DispatchTensorKind::Flex(BackendTensor::Float(tensor)), DispatchAutodiffContext::Disabled)
-                if tensor.dtype() == DType::F32 && tensor.as_slice::<f32>().is_some() =>
-            {
-                Ok(tensor)
-            }
-            (kind, autodiff) => Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff })),
-        }
-    }
-    fn back<const D: usize>(tensor: FlexTensor) -> Tensor<D> {
-        let kind = DispatchTensorKind::Flex(BackendTensor::Float(tensor));
-        Tensor::from_dispatch(DispatchTensor { kind, autodiff: DispatchAutodiffContext::Disabled })
+        let tensor = into_cpu_f32(t)?;
+        if tensor.as_slice::<f32>().is_some() { Ok(tensor) } else { Err(from_cpu(tensor)) }
     }
 
     let [batch, tokens, d_input] = x.dims();
@@ -57,11 +46,11 @@ fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
         return Err(x); // Burn's own forward reports the mismatch
     }
     let x = cpu_values(x)?;
-    let Ok(weight) = cpu_values(layer.weight.val()) else { return Err(back(x)) };
+    let Ok(weight) = cpu_values(layer.weight.val()) else { return Err(from_cpu(x)) };
     let bias = match layer.bias.as_ref().map(|b| cpu_values(b.val())) {
         None => None,
         Some(Ok(bias)) => Some(bias),
-        Some(Err(_)) => return Err(back(x)),
+        Some(Err(_)) => return Err(from_cpu(x)),
     };
     let rows = batch * tokens;
     let mut out = vec![0.0f32; rows * d_output];
@@ -69,7 +58,7 @@ fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
         t.as_slice::<f32>().expect("checked contiguous f32 above")
     }
     matmul_bias(values(&x), rows, d_input, values(&weight), d_output, bias.as_ref().map(values), &mut out);
-    Ok(back(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
+    Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
 }
 
 #[cfg(not(all(feature = "flex", feature = "threads", target_arch = "wasm32", target_feature = "simd128")))]
@@ -87,8 +76,8 @@ const TILE_COLUMNS: usize = 16;
 /// while every row tile of the input goes past it.
 const DEPTH_BLOCK: usize = 256;
 
-/// `out[rows, n] = a[rows, k] * w[k, n] + bias[n]`, all row-major. In parallel row bands when called from outside
-/// the thread pool with rows enough (a lone image); on this thread inside it (a batch slice, `batch_split`).
+/// `out[rows, n] = a[rows, k] * w[k, n] + bias[n]`, all row-major, in one band of rows per thread of the current
+/// pool (the caller, `simd_forward`, comes from outside any batch slice), on this thread where there is one.
 fn matmul_bias(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
     assert!(a.len() == rows * k && w.len() == k * n && out.len() == rows * n);
     assert!(bias.is_none_or(|b| b.len() == n));
@@ -105,7 +94,7 @@ fn matmul_bias(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, bias: Opti
     {
         use rayon::prelude::*;
         let threads = rayon::current_num_threads();
-        if rayon::current_thread_index().is_none() && threads > 1 && rows >= 2 * TILE_ROWS && k > 0 {
+        if threads > 1 && rows >= 2 * TILE_ROWS && k > 0 {
             // Bands of whole tiles, one per thread.
             let band = rows.div_ceil(threads).next_multiple_of(TILE_ROWS);
             out.par_chunks_mut(band * n)
@@ -123,7 +112,7 @@ fn accumulate(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, out: &mut [
     // A strip of the weights (a depth block of 16 columns) copied contiguous. Read in place, its rows sit n floats
     // apart: 3072 or 768 floats, multiples of the L1 cache's set stride, so that every row of the strip falls in
     // the same few cache sets and evicts the others; how badly depended on the physical pages (ViT-B/32 in the
-    // browser ran at 7 or 21 GFLOP/s a core from one run to the next). Copied, it is 16 KiB of consecutive lines.
+    // node ran it at 6.5-7.3 or 16-24 GFLOP/s from one run to the next). Copied, it is 16 KiB of consecutive lines.
     let mut strip = vec![0.0f32; DEPTH_BLOCK * TILE_COLUMNS];
     let mut k0 = 0;
     while k0 < k {
@@ -269,7 +258,8 @@ mod tests {
     #[test]
     fn the_tiled_product_equals_burns_matmul() {
         let device = Device::flex();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         for &(rows, k, n) in &[(1, 1, 1), (3, 7, 16), (5, 300, 17), (50, 520, 48), (9, 256, 40), (2, 0, 16)] {
             let a: Vec<f32> = (0..rows * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
             let w: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0).collect();
@@ -278,19 +268,15 @@ mod tests {
             let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [k, n]), &device);
             let bt = Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device);
             let expected: Vec<f32> = (at.matmul(wt) + bt.unsqueeze()).into_data().try_to_vec::<f32>().unwrap();
-            let mut in_pool = vec![f32::NAN; rows * n];
-            pool.install(|| {
-                // Inside a pool: on this thread.
-                matmul_bias(&a, rows, k, &w, n, Some(&bias), &mut in_pool);
-            });
+            let mut one_thread = vec![f32::NAN; rows * n];
+            one.install(|| matmul_bias(&a, rows, k, &w, n, Some(&bias), &mut one_thread));
             let mut banded = vec![f32::NAN; rows * n];
-            // From outside any pool: bands on the global pool.
-            matmul_bias(&a, rows, k, &w, n, Some(&bias), &mut banded);
+            three.install(|| matmul_bias(&a, rows, k, &w, n, Some(&bias), &mut banded));
             let mut no_bias = vec![f32::NAN; rows * n];
             matmul_bias(&a, rows, k, &w, n, None, &mut no_bias);
             for idx in 0..rows * n {
                 let tol = 1e-4 * expected[idx].abs().max(1.0);
-                assert!((in_pool[idx] - expected[idx]).abs() <= tol, "{rows}x{k}x{n} at {idx}: one thread");
+                assert!((one_thread[idx] - expected[idx]).abs() <= tol, "{rows}x{k}x{n} at {idx}: one thread");
                 assert!((banded[idx] - expected[idx]).abs() <= tol, "{rows}x{k}x{n} at {idx}: bands");
                 assert!((no_bias[idx] + bias[idx % n] - expected[idx]).abs() <= tol, "{rows}x{k}x{n}: no bias");
             }
