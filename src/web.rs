@@ -182,7 +182,7 @@ impl Session {
 
     /// Loads a Hugging Face CLIP `model.safetensors` (f32 or f16) with its `config.json` (optional for the standard
     /// OpenAI sizes). Returns `{ name, imageSize, parameters, fingerprint }`. The bytes stay in their JS buffer and
-    /// are copied into the model 32 MB at a time, so the wasm memory never holds a second copy of the file.
+    /// are copied into the model 8 MB at a time, so the wasm memory never holds a second copy of the file.
     #[wasm_bindgen(js_name = loadModel)]
     pub async fn load_model(
         &mut self,
@@ -192,8 +192,57 @@ impl Session {
     ) -> JsResult<JsValue> {
         let source = JsWeights(weights);
         let clip = crate::model::load_clip_from_source(&source, config_json.as_deref(), &name, &self.device)
-            .map_err(js_error)?
-            .no_grad();
+            .map_err(js_error)?;
+        self.use_model(clip)
+    }
+
+    /// The same from a `ReadableStream` of the file's bytes (a download's `response.body`, `file.stream()`), loaded
+    /// as it arrives: neither JS nor wasm ever holds the whole file beside the model. `length` is the file's length
+    /// when known (checked against the header before any tensor arrives). On an error the stream is cancelled.
+    #[wasm_bindgen(js_name = loadModelStream)]
+    pub async fn load_model_stream(
+        &mut self,
+        stream: web_sys::ReadableStream,
+        length: Option<f64>,
+        config_json: Option<String>,
+        name: String,
+    ) -> JsResult<JsValue> {
+        // A length that is not a byte count is ignored rather than trusted.
+        let length = length.filter(|l| l.is_finite() && *l >= 0.0 && l.fract() == 0.0).map(|l| l as u64);
+        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        let loaded = async {
+            let mut loader =
+                crate::model::ClipLoader::new(config_json.as_deref(), &name, &self.device, length).map_err(js_error)?;
+            loop {
+                let chunk = wasm_bindgen_futures::JsFuture::from(reader.read())
+                    .await
+                    .map_err(|e| js_error(format!("{name}: reading the weights failed: {}", js_message(&e))))?;
+                let done = js_sys::Reflect::get(&chunk, &"done".into()).map(|d| d.is_truthy()).unwrap_or(true);
+                if done {
+                    break;
+                }
+                let value = js_sys::Reflect::get(&chunk, &"value".into()).unwrap_or(JsValue::UNDEFINED);
+                let bytes = value
+                    .dyn_into::<js_sys::Uint8Array>()
+                    .map_err(|_| js_error(format!("{name}: the weights stream gave something other than bytes")))?;
+                loader.push(&bytes.to_vec()).map_err(js_error)?;
+            }
+            loader.finish().map_err(js_error)
+        }
+        .await;
+        match loaded {
+            Ok(clip) => self.use_model(clip),
+            Err(e) => {
+                // Stops the download: nothing more of it is wanted.
+                let _ = reader.cancel();
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes a freshly loaded CLIP the session's model (any head, patch run or training is for the old one).
+    fn use_model(&mut self, clip: Clip) -> JsResult<JsValue> {
+        let clip = clip.no_grad();
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Info {
@@ -534,6 +583,14 @@ async fn webgpu() -> std::result::Result<(Device, String), String> {
 #[cfg(not(feature = "wgpu"))]
 async fn webgpu() -> std::result::Result<(Device, String), String> {
     Err("this build of advclip has no WebGPU support (built without the wgpu feature)".into())
+}
+
+/// A JS exception's message, or the value as text.
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// A weights file in a JS `Uint8Array`, read a piece at a time into wasm memory.

@@ -229,6 +229,72 @@ async fn the_session_refuses_hostile_input_and_keeps_working() {
     assert_eq!(js_sys::Array::from(&results).length(), 1);
 }
 
+/// A model streamed as the page streams a download (a `ReadableStream` of odd-sized chunks) is the one loaded from a
+/// buffer: same fingerprint (the one-pass FNV-1a of the file) and the same zero-shot probabilities; a stream cut
+/// short or one that runs on is refused with the reason, and the session keeps its model.
+#[wasm_bindgen_test]
+async fn a_streamed_model_is_the_buffered_one() {
+    use advclip::web::Session;
+    use wasm_bindgen::JsCast;
+    let stream = |bytes: &[u8]| {
+        let chunks = js_sys::Array::new();
+        for piece in bytes.chunks(65_537) {
+            chunks.push(&js_bytes(piece));
+        }
+        let make = js_sys::Function::new_with_args(
+            "chunks",
+            "return new ReadableStream({ start(c) { for (const x of chunks) c.enqueue(x); c.close(); } })",
+        );
+        make.call1(&wasm_bindgen::JsValue::NULL, &chunks).unwrap().unchecked_into()
+    };
+    let field = |info: &wasm_bindgen::JsValue, name: &str| js_sys::Reflect::get(info, &name.into()).unwrap();
+    let labels = || strings(&["cat", "dog", "a diagram"]);
+    let probabilities = |results: wasm_bindgen::JsValue| {
+        let first = js_sys::Array::from(&results).get(0);
+        let clean = js_sys::Array::from(&js_sys::Reflect::get(&first, &"clean".into()).unwrap());
+        clean
+            .iter()
+            .map(|p| js_sys::Reflect::get(&p, &"probability".into()).unwrap().as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let words = WEIGHTS.chunks(8).map(|c| c.iter().rev().fold(0u64, |w, &b| (w << 8) | b as u64));
+    let fnv = words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| (h ^ w).wrapping_mul(0x100_0000_01b3));
+
+    let mut session = Session::create("cpu".into()).await.unwrap();
+    let info = session.load_model(js_bytes(WEIGHTS), Some(CONFIG.into()), "tiny".into()).await.unwrap();
+    assert_eq!(field(&info, "fingerprint").as_string().unwrap(), format!("{fnv:016x}"));
+    let buffered =
+        probabilities(session.classify(files(&[PICTURE]), labels(), "a photo of a {}.".into(), 3).await.unwrap());
+
+    let mut streamed_session = Session::create("cpu".into()).await.unwrap();
+    let info =
+        streamed_session.load_model_stream(stream(WEIGHTS), None, Some(CONFIG.into()), "tiny".into()).await.unwrap();
+    assert_eq!(field(&info, "fingerprint").as_string().unwrap(), format!("{fnv:016x}"));
+    let streamed = probabilities(
+        streamed_session.classify(files(&[PICTURE]), labels(), "a photo of a {}.".into(), 3).await.unwrap(),
+    );
+    assert_eq!(streamed, buffered);
+
+    let cut = &WEIGHTS[..WEIGHTS.len() - 100];
+    let e = message(
+        streamed_session.load_model_stream(stream(cut), None, Some(CONFIG.into()), "cut".into()).await.unwrap_err(),
+    );
+    assert!(e.contains("ended after"), "{e}");
+    let mut longer = WEIGHTS.to_vec();
+    longer.push(0);
+    let e = message(
+        streamed_session
+            .load_model_stream(stream(&longer), None, Some(CONFIG.into()), "longer".into())
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.contains("more bytes follow"), "{e}");
+    let again = probabilities(
+        streamed_session.classify(files(&[PICTURE]), labels(), "a photo of a {}.".into(), 3).await.unwrap(),
+    );
+    assert_eq!(again, buffered);
+}
+
 /// Bytes as the page hands them to `Session.loadModel`: a JS `Uint8Array`.
 fn js_bytes(bytes: &[u8]) -> js_sys::Uint8Array {
     js_sys::Uint8Array::from(bytes)

@@ -1,4 +1,5 @@
-// Fetches model files with a progress callback, keeping cross-origin downloads in Cache Storage for the next visit.
+// Fetches model files, as bytes or as a stream, with a progress callback, keeping cross-origin downloads in Cache
+// Storage for the next visit.
 
 const CACHE = 'advclip-models';
 
@@ -38,6 +39,57 @@ export async function fetchBytes(url, { onProgress = () => {}, cache = true } = 
   const bytes = await readAll(body, total, onProgress);
   await stored;
   return { bytes, cached: false };
+}
+
+// Resolves to { stream, length, cached, stored }: the body as a ReadableStream of Uint8Array chunks (so that a large
+// model is never whole in memory), no length (see below), and a promise that settles once the copy kept in the cache
+// is written (await it before forgetting the URL). `onProgress(loaded, total)` is called as the stream is read.
+export async function fetchStream(url, { onProgress = () => {}, cache = true } = {}) {
+  const store = cache ? await openCache() : null;
+  const hit = store && (await store.match(url));
+  let response = hit;
+  if (!hit) {
+    try {
+      response = await fetch(url);
+    } catch (e) {
+      throw new Error(`${url}: unreachable (${e.message}); check the address and your connection`);
+    }
+    if (!response.ok) throw new Error(`${url}: the server answered ${response.status} ${response.statusText}`);
+  }
+  const length = Number(response.headers.get('Content-Length')) || 0;
+  let body = response.body ?? new Blob([]).stream();
+  let stored = Promise.resolve();
+  if (store && !hit) {
+    const [mine, theirs] = body.tee();
+    body = mine;
+    const headers = { 'Content-Type': response.headers.get('Content-Type') || 'application/octet-stream' };
+    if (length) headers['Content-Length'] = String(length);
+    stored = store.put(url, new Response(theirs, { headers })).catch(() => {});
+  }
+  // `length` stays unset: Content-Length counts the bytes on the wire, which a compressed response makes differ from
+  // the file's; the loader checks the file's own layout instead.
+  return { stream: counted(body, length, onProgress), length: undefined, cached: Boolean(hit), stored };
+}
+
+// A file (a File or Blob) as the same kind of stream.
+export function fileStream(file, onProgress = () => {}) {
+  return { stream: counted(file.stream(), file.size, onProgress), length: file.size, cached: false, stored: Promise.resolve() };
+}
+
+// Reads a stream of byte chunks into one Uint8Array (for a browser that cannot hand a stream to the worker).
+export async function streamBytes(stream) {
+  return readAll(stream, 0, () => {});
+}
+
+function counted(stream, total, onProgress) {
+  let loaded = 0;
+  return stream.pipeThrough(new TransformStream({
+    transform(chunk, controller) {
+      loaded += chunk.byteLength;
+      onProgress(loaded, total);
+      controller.enqueue(chunk);
+    },
+  }));
 }
 
 // Forgets a cached download (e.g. one that turned out not to be a model).

@@ -3,7 +3,7 @@
 import { state, call } from './state.js';
 import { $, task, refreshStatus, showAlert, setMetrics } from './ui.js';
 import { startWorker } from './worker-client.js';
-import { fetchBytes, forget } from './download.js';
+import { fetchBytes, fetchStream, fileStream, streamBytes, forget } from './download.js';
 import { pct } from './results.js';
 import { defaultLabels, scheduleClassify } from './classify.js';
 import { reapplyPatch } from './patch.js';
@@ -23,19 +23,20 @@ async function startSession() {
   setMetrics();
 }
 
-// Reads the bytes of a model source: { weights: Uint8Array, config: string | undefined, name, cacheKey }.
-async function readSource(source, setText) {
+// Opens a model source as a stream: { stream, length, config: string | undefined, name, cacheKey, cached, stored }.
+// The weights are read as the worker loads them, so the page never holds the whole file (see loadWeights).
+async function openSource(source, setText) {
   const progress = (loaded, total) => {
     $('download-row').hidden = false;
     $('download-progress').value = total ? Math.min(loaded / total, 1) : 0;
     if (!total) $('download-progress').removeAttribute('value');
     $('download-text').textContent = `${(loaded / 1e6).toFixed(1)}${total ? ` of ${(total / 1e6).toFixed(1)}` : ''} MB`;
-    setText(`downloading the model… ${total ? pct(Math.min(loaded / total, 1)) : `${(loaded / 1e6).toFixed(0)} MB`}`);
+    setText(`loading the model… ${total ? pct(Math.min(loaded / total, 1)) : `${(loaded / 1e6).toFixed(0)} MB`}`);
   };
   if (source.kind === 'bundled') {
-    const { bytes } = await fetchBytes(BUNDLED_MODEL.weights, { cache: false });
+    const weights = await fetchStream(BUNDLED_MODEL.weights, { cache: false });
     const { bytes: config } = await fetchBytes(BUNDLED_MODEL.config, { cache: false });
-    return { weights: bytes, config: new TextDecoder().decode(config), name: 'mini-clip (bundled)' };
+    return { ...weights, config: new TextDecoder().decode(config), name: 'mini-clip (bundled)' };
   }
   if (source.kind === 'url') {
     const url = new URL(source.url, location.href).href;
@@ -49,13 +50,22 @@ async function readSource(source, setText) {
     } catch {
       config = undefined; // no config beside the weights: the model infers it from tensor shapes
     }
-    const { bytes, cached } = await fetchBytes(url, { onProgress: progress });
-    $('download-text').textContent += cached ? ' (from the cache)' : ' (saved in the cache)';
-    return { weights: bytes, config, name: url, cacheKey: url };
+    return { ...(await fetchStream(url, { onProgress: progress })), config, name: url, cacheKey: url };
   }
-  const weights = new Uint8Array(await source.weights.arrayBuffer());
   const config = source.config ? await source.config.text() : undefined;
-  return { weights, config, name: source.weights.name };
+  return { ...fileStream(source.weights, progress), config, name: source.weights.name };
+}
+
+// Hands the weights stream to the worker, which loads the model as the bytes arrive. A browser that cannot transfer
+// a stream to a worker gets the bytes in one buffer instead (the model is then briefly in memory twice).
+async function loadWeights({ stream, length, config, name }) {
+  try {
+    return await call('loadModelStream', { stream, length, config, name }, [stream]);
+  } catch (e) {
+    if (e?.name !== 'DataCloneError') throw e;
+    const weights = await streamBytes(stream);
+    return call('loadModel', { weights, config, name }, [weights.buffer]);
+  }
 }
 
 // Loads `source` into the session (starting one first when `fresh`), then puts the patch back on.
@@ -69,15 +79,18 @@ export async function loadModel(source, { fresh = false } = {}) {
         state.model = null; // the old session, and the model in it, are gone
         await startSession();
       }
-      const { weights, config, name, cacheKey } = await readSource(source, setText);
-      setText('loading model…');
+      const opened = await openSource(source, setText);
       let answer;
       try {
-        answer = await call('loadModel', { weights, config, name }, [weights.buffer]);
+        answer = await loadWeights(opened);
       } catch (e) {
-        if (cacheKey) await forget(cacheKey); // do not keep a download that is not a model
+        if (opened.cacheKey) {
+          await opened.stored;
+          await forget(opened.cacheKey); // do not keep a download that is not a model
+        }
         throw e;
       }
+      if (opened.cacheKey) $('download-text').textContent += opened.cached ? ' (from the cache)' : ' (saved in the cache)';
       if (token !== state.modelToken) return;
       state.model = { ...answer.result, kind: source.kind };
       state.source = source;

@@ -31,7 +31,12 @@ export function startWorker() {
       const id = nextId++;
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
-        worker.postMessage({ id, op, args }, transfer);
+        try {
+          worker.postMessage({ id, op, args }, transfer);
+        } catch (e) {
+          pending.delete(id);
+          reject(e); // e.g. a DataCloneError: something in `transfer` cannot be moved in this browser
+        }
       });
     },
     terminate() {

@@ -26,6 +26,8 @@ const ops = {
     return { backend: session.backend(), adapter };
   },
   loadModel: ({ weights, config, name }) => need().loadModel(weights, config ?? undefined, name),
+  loadModelStream: ({ stream, length, config, name }) =>
+    need().loadModelStream(stream, length ?? undefined, config ?? undefined, name),
   classify: ({ images, labels, template, topK }) => need().classify(images, labels, template, topK),
   classifyRgba: ({ rgba, width, height, labels, template, topK }) =>
     need().classifyRgba(rgba, width, height, labels, template, topK),

@@ -13,7 +13,7 @@ use burn::store::{
 use burn::tensor::{DType, Device};
 use safetensors::{Dtype, SafeTensors};
 
-use super::safetensors_file::{Fingerprint, SafetensorsLayout, WeightsBytes, all_finite};
+use super::safetensors_file::{Fingerprint, GroupFile, SafetensorsLayout, WeightsBytes, all_finite};
 
 use super::clip::Clip;
 use super::config::ClipConfig;
@@ -93,9 +93,21 @@ pub fn inspect_weights(bytes: &[u8], name: &str) -> Result<WeightsHeader> {
 /// The header and `logit_scale` of a checkpoint, read without its other tensors.
 pub fn read_weights_header(source: &(impl WeightsBytes + ?Sized), name: &str) -> Result<WeightsHeader> {
     let layout = SafetensorsLayout::read(source, name)?;
-    let missing = || Error::weights(name, "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint");
-    let info = layout.info("logit_scale").ok_or_else(missing)?.clone();
-    let data = layout.tensor_bytes(source, "logit_scale")?.ok_or_else(missing)?;
+    let info = logit_scale_info(&layout, name)?.clone();
+    let data = layout.tensor_bytes(source, "logit_scale")?.unwrap_or_default();
+    let logit_scale = decode_logit_scale(&info, &data, name)?;
+    Ok(WeightsHeader { shapes: layout.shapes(), logit_scale, layout })
+}
+
+/// `logit_scale`'s entry in the header, which every `CLIPModel` checkpoint has.
+fn logit_scale_info<'a>(layout: &'a SafetensorsLayout, name: &str) -> Result<&'a safetensors::tensor::TensorInfo> {
+    layout
+        .info("logit_scale")
+        .ok_or_else(|| Error::weights(name, "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint"))
+}
+
+/// `logit_scale`'s one float, checked to be one finite float.
+fn decode_logit_scale(info: &safetensors::tensor::TensorInfo, data: &[u8], name: &str) -> Result<f32> {
     let logit_scale = match (info.dtype, data.len()) {
         (Dtype::F32, 4) => f32::from_le_bytes([data[0], data[1], data[2], data[3]]),
         (Dtype::F16, 2) => half::f16::from_le_bytes([data[0], data[1]]).to_f32(),
@@ -110,7 +122,7 @@ pub fn read_weights_header(source: &(impl WeightsBytes + ?Sized), name: &str) ->
     if !logit_scale.is_finite() {
         return Err(Error::weights(name, "logit_scale is not a finite number"));
     }
-    Ok(WeightsHeader { shapes: layout.shapes(), logit_scale, layout })
+    Ok(logit_scale)
 }
 
 fn check_finite(tensor: &str, dtype: Dtype, data: &[u8], name: &str) -> Result<()> {
@@ -124,14 +136,13 @@ fn check_finite(tensor: &str, dtype: Dtype, data: &[u8], name: &str) -> Result<(
 }
 
 /// Infers or parses the config of a checkpoint.
-pub fn config_for(header: &WeightsHeader, config_json: Option<&str>, name: &str) -> Result<ClipConfig> {
+pub fn config_for(shapes: &BTreeMap<String, Vec<usize>>, config_json: Option<&str>, name: &str) -> Result<ClipConfig> {
     match config_json {
         Some(json) => ClipConfig::from_hf_json(json),
         None => ClipConfig::from_tensor_shapes(
-            |n| header.shapes.get(n).cloned(),
+            |n| shapes.get(n).cloned(),
             |prefix| {
-                header
-                    .shapes
+                shapes
                     .keys()
                     .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok())
                     .max()
@@ -147,63 +158,229 @@ pub fn load_clip_from_bytes(bytes: Vec<u8>, config_json: Option<&str>, name: &st
     load_clip_from_source(bytes.as_slice(), config_json, name, device)
 }
 
-/// How much of the file is copied out at a time while loading: the only memory loading needs beside the model.
+/// How much of the file is gathered before it is copied into the model: the only memory loading needs beside it.
 const LOAD_GROUP_BYTES: usize = 32 << 20;
 
-/// Loads a `CLIPModel` from a safetensors file wherever it lives (memory, disk, a browser buffer), a group of
-/// tensors at a time: the header and shapes are checked first, then each group is checked for NaN and copied into
-/// the model, so at most one group is held beside the model.
+/// How much a source that can be read anywhere (memory, disk, a browser buffer) is read at a time.
+const LOAD_READ_BYTES: usize = 8 << 20;
+
+/// Loads a `CLIPModel` from a safetensors file wherever it lives (memory, disk, a browser buffer), read a piece at a
+/// time through a `ClipLoader`.
 pub fn load_clip_from_source(
     source: &(impl WeightsBytes + ?Sized),
     config_json: Option<&str>,
     name: &str,
     device: &Device,
 ) -> Result<Clip> {
-    let header = read_weights_header(source, name)?;
-    let config = config_for(&header, config_json, name)?;
-    check_shapes(&header, &config, name)?;
-    let mut model = Clip::new(&config, device);
-    model.logit_scale = header.logit_scale;
-    let mut fingerprint = Fingerprint::default();
-    let mut applied = std::collections::HashSet::new();
-    let mut missing = Vec::new();
-    header.layout.for_each_group(
-        source,
-        LOAD_GROUP_BYTES,
-        |bytes| fingerprint.update(bytes),
-        |tensors, file, data_at| {
-            for (tensor, info) in tensors {
-                let (start, stop) = info.data_offsets;
-                check_finite(tensor, info.dtype, &file[data_at + start..data_at + stop], name)?;
-            }
-            let mut store = SafetensorsStore::from_bytes(Some(file))
-                .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
-                .with_key_remapping(r"^vision_model\.pre_layrnorm\.", "vision_model.pre_layernorm.")
-                .allow_partial(true);
-            let result = model.load_from(&mut store).map_err(|e| Error::weights(name, e))?;
-            if !result.errors.is_empty() {
-                let first: Vec<String> = result.errors.iter().take(3).map(|e| e.to_string()).collect();
-                return Err(Error::weights(
-                    name,
-                    format!(
-                        "{} tensors do not fit the model config (wrong model or config.json?): {}",
-                        result.errors.len(),
-                        first.join("; ")
-                    ),
-                ));
-            }
-            applied.extend(result.applied);
-            missing = result.missing.into_iter().map(|(path, _)| path).collect();
-            Ok(())
-        },
-    )?;
-    missing.retain(|path| !applied.contains(path));
-    if !missing.is_empty() {
-        let first: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
-        return Err(Error::weights(name, format!("{} tensors are missing, e.g. {}", missing.len(), first.join(", "))));
+    let len = source.len();
+    let mut loader = ClipLoader::new(config_json, name, device, Some(len))?;
+    let mut piece = vec![0u8; (len as usize).min(LOAD_READ_BYTES)];
+    let mut offset = 0u64;
+    while offset < len {
+        let n = ((len - offset) as usize).min(piece.len());
+        source.read_into(offset, &mut piece[..n])?;
+        loader.push(&piece[..n])?;
+        offset += n as u64;
     }
-    model.fingerprint = fingerprint.finish();
-    Ok(model)
+    loader.finish()
+}
+
+/// A `CLIPModel` loaded from a safetensors file that arrives in pieces, in order (a download stream, or a file read
+/// a piece at a time): the header and shapes are checked as soon as they are in, then each group of tensors is
+/// checked for NaN and copied into the model as soon as its bytes are, so at most one group is held beside the
+/// model and the file itself is never whole in memory.
+pub struct ClipLoader {
+    name: String,
+    config_json: Option<String>,
+    device: Device,
+    /// The file's length when known in advance (checked against the header before any data arrives).
+    len: Option<u64>,
+    /// Bytes pushed so far.
+    received: u64,
+    /// How much tensor data is gathered before it goes into the model.
+    group_bytes: usize,
+    fingerprint: Fingerprint,
+    /// The 8-byte prefix and the JSON header while they arrive; emptied once the header is parsed.
+    head: Vec<u8>,
+    body: Option<LoadingBody>,
+}
+
+/// What loading needs once the header is in.
+struct LoadingBody {
+    model: Clip,
+    layout: SafetensorsLayout,
+    groups: std::vec::IntoIter<std::ops::Range<usize>>,
+    /// The group whose bytes are arriving.
+    group: Option<GroupFile>,
+    applied: std::collections::HashSet<String>,
+    missing: Vec<String>,
+}
+
+impl ClipLoader {
+    /// `config_json` is the Hugging Face `config.json` when there is one; `len` the file's length when known.
+    pub fn new(config_json: Option<&str>, name: &str, device: &Device, len: Option<u64>) -> Result<Self> {
+        if let Some(len) = len.filter(|&len| len > MAX_WEIGHTS_BYTES) {
+            return Err(Error::weights(
+                name,
+                format!("{len} bytes is larger than any supported CLIP ({MAX_WEIGHTS_BYTES} bytes at most)"),
+            ));
+        }
+        Ok(ClipLoader {
+            name: name.to_string(),
+            config_json: config_json.map(str::to_string),
+            device: device.clone(),
+            len,
+            received: 0,
+            group_bytes: LOAD_GROUP_BYTES,
+            fingerprint: Fingerprint::default(),
+            head: Vec::with_capacity(8),
+            body: None,
+        })
+    }
+
+    /// Takes the next bytes of the file; checks and loads whatever they complete.
+    pub fn push(&mut self, mut bytes: &[u8]) -> Result<()> {
+        self.received += bytes.len() as u64;
+        if self.len.is_some_and(|len| self.received > len) || self.received > MAX_WEIGHTS_BYTES {
+            return Err(Error::weights(&self.name, "more bytes arrived than the file's announced length"));
+        }
+        while !bytes.is_empty() {
+            if self.body.is_none() {
+                let wanted = self.head_len()? - self.head.len() as u64;
+                let take = (wanted as usize).min(bytes.len());
+                self.head.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.head.len() >= 8 && self.head.len() as u64 == self.head_len()? {
+                    self.start_body()?;
+                }
+                continue;
+            }
+            let body = self.body.as_mut().expect("checked above");
+            if body.group.is_none() {
+                let Some(next) = body.groups.next() else {
+                    return Err(Error::weights(
+                        &self.name,
+                        format!(
+                            "not a valid safetensors file (corrupt or truncated?): more bytes follow the {} the header describes",
+                            body.layout.data_start + body.layout.data_len()
+                        ),
+                    ));
+                };
+                body.group = Some(body.layout.group_file(next)?);
+            }
+            let group = body.group.as_mut().expect("set above");
+            let take = group.wanted().min(bytes.len());
+            group.bytes.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if group.wanted() == 0 {
+                let group = body.group.take().expect("set above");
+                self.fingerprint.update(group.data());
+                body.apply(group, &self.name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The model, once every byte the header describes has arrived.
+    pub fn finish(mut self) -> Result<Clip> {
+        let truncated = |why: String| {
+            Error::weights(&self.name, format!("not a valid safetensors file (corrupt or truncated?): {why}"))
+        };
+        let Some(mut body) = self.body.take() else {
+            return Err(match self.head.len() {
+                n if n < 8 => truncated(format!("{n} bytes, shorter than the 8-byte header length")),
+                n => truncated(format!("the header says {} bytes but the file has {n} in all", self.head_len()? - 8)),
+            });
+        };
+        let expected = body.layout.data_start + body.layout.data_len();
+        if body.group.is_some() || body.groups.next().is_some() {
+            return Err(truncated(format!(
+                "the file ended after {} bytes, its header describes {expected}",
+                self.received
+            )));
+        }
+        let mut missing = body.missing;
+        missing.retain(|path| !body.applied.contains(path));
+        if !missing.is_empty() {
+            let first: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+            return Err(Error::weights(
+                &self.name,
+                format!("{} tensors are missing, e.g. {}", missing.len(), first.join(", ")),
+            ));
+        }
+        body.model.fingerprint = self.fingerprint.finish();
+        Ok(body.model)
+    }
+
+    /// How long the prefix and header are, once the prefix is in (8 until then).
+    fn head_len(&self) -> Result<u64> {
+        match self.head.first_chunk::<8>() {
+            None => Ok(8),
+            Some(prefix) => SafetensorsLayout::data_start(prefix, self.len, &self.name),
+        }
+    }
+
+    /// The header is in: check it against the config, and make the model its tensors will fill.
+    fn start_body(&mut self) -> Result<()> {
+        let name = &self.name;
+        let layout = SafetensorsLayout::parse(&self.head[8..], self.len, name)?;
+        let info = logit_scale_info(&layout, name)?;
+        // Its dtype and shape now, its value when its bytes arrive.
+        if !matches!(
+            (info.dtype, info.data_offsets.1 - info.data_offsets.0),
+            (Dtype::F32, 4) | (Dtype::F16 | Dtype::BF16, 2)
+        ) {
+            decode_logit_scale(info, &[], name)?;
+        }
+        let shapes = layout.shapes();
+        let config = config_for(&shapes, self.config_json.as_deref(), name)?;
+        check_shapes(&shapes, &config, name)?;
+        self.fingerprint.update(&self.head);
+        self.head = Vec::new();
+        let groups = layout.groups(self.group_bytes).into_iter();
+        self.body = Some(LoadingBody {
+            model: Clip::new(&config, &self.device),
+            layout,
+            groups,
+            group: None,
+            applied: Default::default(),
+            missing: Vec::new(),
+        });
+        Ok(())
+    }
+}
+
+impl LoadingBody {
+    /// Copies a complete group of tensors into the model, after checking that every float in it is finite.
+    fn apply(&mut self, group: GroupFile, name: &str) -> Result<()> {
+        let data = group.data();
+        for (tensor, info) in &group.tensors {
+            let (start, stop) = info.data_offsets;
+            if tensor == "logit_scale" {
+                self.model.logit_scale = decode_logit_scale(info, &data[start..stop], name)?;
+            }
+            check_finite(tensor, info.dtype, &data[start..stop], name)?;
+        }
+        let mut store = SafetensorsStore::from_bytes(Some(group.bytes))
+            .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
+            .with_key_remapping(r"^vision_model\.pre_layrnorm\.", "vision_model.pre_layernorm.")
+            .allow_partial(true);
+        let result = self.model.load_from(&mut store).map_err(|e| Error::weights(name, e))?;
+        if !result.errors.is_empty() {
+            let first: Vec<String> = result.errors.iter().take(3).map(|e| e.to_string()).collect();
+            return Err(Error::weights(
+                name,
+                format!(
+                    "{} tensors do not fit the model config (wrong model or config.json?): {}",
+                    result.errors.len(),
+                    first.join("; ")
+                ),
+            ));
+        }
+        self.applied.extend(result.applied);
+        self.missing = result.missing.into_iter().map(|(path, _)| path).collect();
+        Ok(())
+    }
 }
 
 /// Every tensor of a Hugging Face `CLIPModel` checkpoint with its PyTorch shape (`logit_scale` is 0-d).
@@ -250,11 +427,11 @@ pub fn hf_tensor_shapes(config: &ClipConfig) -> Vec<(String, Vec<usize>)> {
 }
 
 /// Compares the checkpoint's tensors with what `config` needs, naming the first few that differ.
-fn check_shapes(header: &WeightsHeader, config: &ClipConfig, name: &str) -> Result<()> {
+fn check_shapes(shapes: &BTreeMap<String, Vec<usize>>, config: &ClipConfig, name: &str) -> Result<()> {
     let mut missing = Vec::new();
     let mut wrong = Vec::new();
     for (tensor, shape) in hf_tensor_shapes(config) {
-        match header.shapes.get(&tensor) {
+        match shapes.get(&tensor) {
             None => missing.push(tensor),
             Some(found) if *found != shape => wrong.push(format!("{tensor} is {found:?}, expected {shape:?}")),
             Some(_) => {}
@@ -330,4 +507,85 @@ fn rewrite_tensors(bytes: &[u8], name: &str, logit_scale: Option<f32>, f16: bool
         })
         .collect::<Result<_>>()?;
     safetensors::serialize(views, None).map_err(|e| Error::weights(name, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEIGHTS: &[u8] = include_bytes!("../../tests/fixtures/tiny/model.safetensors");
+    const CONFIG: &str = include_str!("../../tests/fixtures/tiny/config.json");
+
+    /// Pushes `bytes` in pieces of the given sizes (cycled), gathering groups of `group_bytes`.
+    fn stream(bytes: &[u8], pieces: &[usize], group_bytes: usize, len: Option<u64>) -> Result<Clip> {
+        let mut loader = ClipLoader::new(Some(CONFIG), "tiny", &Device::flex(), len)?;
+        loader.group_bytes = group_bytes;
+        let mut at = 0;
+        for &n in pieces.iter().cycle() {
+            if at == bytes.len() {
+                break;
+            }
+            let n = n.min(bytes.len() - at);
+            loader.push(&bytes[at..at + n])?;
+            at += n;
+        }
+        loader.finish()
+    }
+
+    /// However the file is cut into pieces and groups, every tensor holds the file's values (read here with the
+    /// safetensors crate itself), `logit_scale` is set and the fingerprint is the one-pass FNV-1a of the file.
+    #[test]
+    fn a_model_streamed_in_any_pieces_holds_the_files_tensors() {
+        let file = SafeTensors::deserialize(WEIGHTS).unwrap();
+        let floats = |name: &str| -> Vec<f32> {
+            let t = file.tensor(name).unwrap();
+            assert_eq!(t.dtype(), Dtype::F32);
+            t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+        };
+        let words = WEIGHTS.chunks(8).map(|c| c.iter().rev().fold(0u64, |w, &b| (w << 8) | b as u64));
+        let fnv = words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| (h ^ w).wrapping_mul(0x100_0000_01b3));
+        let token_embedding = floats("text_model.embeddings.token_embedding.weight");
+        // PyTorch keeps a linear layer's weight as [out, in], Burn as [in, out].
+        let projection = floats("visual_projection.weight");
+        let [proj_out, proj_in] = file.tensor("visual_projection.weight").unwrap().shape().try_into().unwrap();
+        for (pieces, group_bytes, len) in [
+            (&[1usize, 2, 3, 5, 8, 13][..], 4096, None),
+            (&[7, 4099, 65536][..], 1, Some(WEIGHTS.len() as u64)),
+            (&[1 << 20][..], LOAD_GROUP_BYTES, None),
+        ] {
+            let model = stream(WEIGHTS, pieces, group_bytes, len).unwrap();
+            assert_eq!(model.fingerprint, fnv, "pieces {pieces:?}");
+            assert_eq!(model.logit_scale, floats("logit_scale")[0]);
+            let got = model.text_model.embeddings.token_embedding.weight.val().into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(got, token_embedding, "pieces {pieces:?}, groups of {group_bytes}");
+            let got = model.visual_projection.weight.val().into_data().try_to_vec::<f32>().unwrap();
+            for o in 0..proj_out {
+                for i in 0..proj_in {
+                    assert_eq!(got[i * proj_out + o], projection[o * proj_in + i], "visual_projection[{o}, {i}]");
+                }
+            }
+        }
+    }
+
+    /// A stream that stops early (in the prefix, the header or the data) or runs on past the layout is refused
+    /// with the reason, whether its length was announced or not.
+    #[test]
+    fn a_cut_or_overlong_stream_is_refused() {
+        let header_end = 8 + u64::from_le_bytes(WEIGHTS[..8].try_into().unwrap()) as usize;
+        for cut in [0, 5, 8, header_end - 1, header_end, header_end + 1, WEIGHTS.len() - 1] {
+            let e = stream(&WEIGHTS[..cut], &[4096], 4096, None).err().expect("refused").to_string();
+            assert!(e.contains("not a valid safetensors file"), "cut at {cut}: {e}");
+        }
+        let e = stream(&WEIGHTS[..WEIGHTS.len() - 1], &[4096], 4096, Some(WEIGHTS.len() as u64 - 1))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("the header describes"), "{e}");
+        let mut longer = WEIGHTS.to_vec();
+        longer.extend_from_slice(&[0; 3]);
+        let e = stream(&longer, &[4096], 4096, None).err().expect("refused").to_string();
+        assert!(e.contains("more bytes follow"), "{e}");
+        let e = stream(WEIGHTS, &[4096], 4096, Some(WEIGHTS.len() as u64 - 10)).err().expect("refused").to_string();
+        assert!(e.contains("not a valid safetensors file"), "{e}");
+    }
 }

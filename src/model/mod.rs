@@ -18,7 +18,7 @@ pub use config::{Activation, ClipConfig, Preset, TextConfig, VisionConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use load::load_clip;
 pub use load::{
-    convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes, load_clip_from_source,
+    ClipLoader, convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes, load_clip_from_source,
     save_clip_safetensors,
 };
 pub use safetensors_file::WeightsBytes;

@@ -1,5 +1,5 @@
-//! A safetensors file read a piece at a time: its header checked on its own, then tensor groups copied out in order
-//! (so loading never holds the whole file in memory beside the model), from memory, a file or a browser buffer.
+//! A safetensors file read a piece at a time: its header checked on its own, then tensor groups cut out in file order
+//! (so loading never holds the whole file in memory beside the model), from memory, a file or a download stream.
 
 use std::collections::BTreeMap;
 
@@ -89,15 +89,22 @@ pub struct SafetensorsLayout {
 impl SafetensorsLayout {
     /// Reads and checks the header. `name` is used in messages.
     pub fn read(source: &(impl WeightsBytes + ?Sized), name: &str) -> Result<Self> {
-        let invalid =
-            |why: String| Error::weights(name, format!("not a valid safetensors file (corrupt or truncated?): {why}"));
         let len = source.len();
         let mut prefix = [0u8; 8];
         if len < 8 {
-            return Err(invalid(format!("{len} bytes, shorter than the 8-byte header length")));
+            return Err(invalid(name, format!("{len} bytes, shorter than the 8-byte header length")));
         }
         source.read_into(0, &mut prefix)?;
-        if let Some(kind) = pickle_kind(&prefix) {
+        let data_start = Self::data_start(&prefix, Some(len), name)?;
+        let mut header = vec![0u8; (data_start - 8) as usize];
+        source.read_into(8, &mut header)?;
+        Self::parse(&header, Some(len), name)
+    }
+
+    /// Where the tensor data begins (8 + the header's length), from the file's first 8 bytes; `len` is the file's
+    /// length when it is known before the rest arrives (a download may not say).
+    pub fn data_start(prefix: &[u8; 8], len: Option<u64>, name: &str) -> Result<u64> {
+        if let Some(kind) = pickle_kind(prefix) {
             return Err(Error::weights(
                 name,
                 format!(
@@ -105,18 +112,24 @@ impl SafetensorsLayout {
                 ),
             ));
         }
-        let header_len = u64::from_le_bytes(prefix);
+        let header_len = u64::from_le_bytes(*prefix);
         if header_len > MAX_HEADER_BYTES {
-            return Err(invalid(format!("a {header_len}-byte header (at most {MAX_HEADER_BYTES})")));
+            return Err(invalid(name, format!("a {header_len}-byte header (at most {MAX_HEADER_BYTES})")));
         }
-        let data_start = 8 + header_len;
-        if data_start > len {
-            return Err(invalid(format!("the header says {header_len} bytes but the file has {len} in all")));
+        match len {
+            Some(len) if 8 + header_len > len => {
+                Err(invalid(name, format!("the header says {header_len} bytes but the file has {len} in all")))
+            }
+            _ => Ok(8 + header_len),
         }
-        let mut header = vec![0u8; header_len as usize];
-        source.read_into(8, &mut header)?;
-        let text = std::str::from_utf8(&header).map_err(|e| invalid(format!("the header is not UTF-8: {e}")))?;
-        let metadata: Metadata = serde_json::from_str(text).map_err(|e| invalid(format!("bad header: {e}")))?;
+    }
+
+    /// Parses and checks the JSON header (the bytes after the first 8). With `len` known the layout must end exactly
+    /// at the end of the file; without it, whoever reads the data checks that it ends where the layout says.
+    pub fn parse(header: &[u8], len: Option<u64>, name: &str) -> Result<Self> {
+        let data_start = 8 + header.len() as u64;
+        let text = std::str::from_utf8(header).map_err(|e| invalid(name, format!("the header is not UTF-8: {e}")))?;
+        let metadata: Metadata = serde_json::from_str(text).map_err(|e| invalid(name, format!("bad header: {e}")))?;
         let mut tensors: Vec<(String, TensorInfo)> =
             metadata.tensors().into_iter().map(|(n, info)| (n, info.clone())).collect();
         tensors.sort_by_key(|(_, info)| info.data_offsets);
@@ -126,7 +139,10 @@ impl SafetensorsLayout {
         for (tensor, info) in &tensors {
             let (start, stop) = info.data_offsets;
             if start != end || stop < start {
-                return Err(invalid(format!("tensor {tensor} does not follow the previous one ({start}..{stop})")));
+                return Err(invalid(
+                    name,
+                    format!("tensor {tensor} does not follow the previous one ({start}..{stop})"),
+                ));
             }
             let size = info
                 .shape
@@ -135,18 +151,27 @@ impl SafetensorsLayout {
                 .filter(|bits| bits % 8 == 0)
                 .map(|bits| bits / 8);
             if size != Some(stop - start) {
-                return Err(invalid(format!("tensor {tensor} has {} bytes for shape {:?}", stop - start, info.shape)));
+                return Err(invalid(
+                    name,
+                    format!("tensor {tensor} has {} bytes for shape {:?}", stop - start, info.shape),
+                ));
             }
             end = stop;
         }
-        if data_start.checked_add(end as u64) != Some(len) {
-            return Err(invalid(format!(
-                "the header describes {} bytes of data, the file holds {}",
-                end,
-                len - data_start
-            )));
+        if let Some(len) = len
+            && data_start.checked_add(end as u64) != Some(len)
+        {
+            return Err(invalid(
+                name,
+                format!("the header describes {} bytes of data, the file holds {}", end, len - data_start),
+            ));
         }
         Ok(SafetensorsLayout { tensors, data_start })
+    }
+
+    /// How many bytes of tensor data follow the header.
+    pub fn data_len(&self) -> u64 {
+        self.tensors.last().map_or(0, |(_, info)| info.data_offsets.1 as u64)
     }
 
     pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
@@ -165,21 +190,10 @@ impl SafetensorsLayout {
         Ok(Some(out))
     }
 
-    /// The tensors cut into consecutive groups of about `group_bytes` each (a tensor larger than that is a group of
-    /// its own), each group handed to `visit_group` as a self-contained safetensors file with its tensors (offsets
-    /// relative to the file's data, which starts at the third argument), in file order; `visit_bytes` also sees every
-    /// raw byte of the file once, in order (for a fingerprint). Only one group is in memory at a time.
-    pub fn for_each_group(
-        &self,
-        source: &(impl WeightsBytes + ?Sized),
-        group_bytes: usize,
-        mut visit_bytes: impl FnMut(&[u8]),
-        mut visit_group: impl FnMut(&[(String, TensorInfo)], Vec<u8>, usize) -> Result<()>,
-    ) -> Result<()> {
-        let mut head = vec![0u8; self.data_start as usize];
-        source.read_into(0, &mut head)?;
-        visit_bytes(&head);
-        drop(head);
+    /// The tensors cut into consecutive groups of about `group_bytes` of data each (a tensor larger than that is a
+    /// group of its own), in file order, as ranges of `tensors`.
+    pub fn groups(&self, group_bytes: usize) -> Vec<std::ops::Range<usize>> {
+        let mut groups = Vec::new();
         let mut first = 0;
         while first < self.tensors.len() {
             let start = self.tensors[first].1.data_offsets.0;
@@ -187,29 +201,62 @@ impl SafetensorsLayout {
             while last + 1 < self.tensors.len() && self.tensors[last + 1].1.data_offsets.1 - start <= group_bytes {
                 last += 1;
             }
-            let group: Vec<(String, TensorInfo)> = self.tensors[first..=last]
-                .iter()
-                .map(|(n, info)| {
-                    let offsets = (info.data_offsets.0 - start, info.data_offsets.1 - start);
-                    (n.clone(), TensorInfo { dtype: info.dtype, shape: info.shape.clone(), data_offsets: offsets })
-                })
-                .collect();
-            let stop = self.tensors[last].1.data_offsets.1;
-            let header: BTreeMap<&str, &TensorInfo> = group.iter().map(|(n, info)| (n.as_str(), info)).collect();
-            let mut json = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
-            json.resize(json.len().next_multiple_of(8), b' ');
-            let mut file = Vec::with_capacity(8 + json.len() + (stop - start));
-            file.extend_from_slice(&(json.len() as u64).to_le_bytes());
-            file.extend_from_slice(&json);
-            let data_at = file.len();
-            file.resize(data_at + (stop - start), 0);
-            source.read_into(self.data_start + start as u64, &mut file[data_at..])?;
-            visit_bytes(&file[data_at..]);
-            visit_group(&group, file, data_at)?;
+            groups.push(first..last + 1);
             first = last + 1;
         }
-        Ok(())
+        groups
     }
+
+    /// A group of tensors as the start of a self-contained safetensors file: its tensors with offsets relative to
+    /// the group's data, and the file's bytes up to where that data goes (with room reserved for it), so the data
+    /// can be appended as it is read.
+    pub fn group_file(&self, group: std::ops::Range<usize>) -> Result<GroupFile> {
+        let tensors = &self.tensors[group];
+        let start = tensors.first().map_or(0, |(_, info)| info.data_offsets.0);
+        let stop = tensors.last().map_or(0, |(_, info)| info.data_offsets.1);
+        let tensors: Vec<(String, TensorInfo)> = tensors
+            .iter()
+            .map(|(n, info)| {
+                let offsets = (info.data_offsets.0 - start, info.data_offsets.1 - start);
+                (n.clone(), TensorInfo { dtype: info.dtype, shape: info.shape.clone(), data_offsets: offsets })
+            })
+            .collect();
+        let header: BTreeMap<&str, &TensorInfo> = tensors.iter().map(|(n, info)| (n.as_str(), info)).collect();
+        let mut json = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
+        json.resize(json.len().next_multiple_of(8), b' ');
+        let mut bytes = Vec::with_capacity(8 + json.len() + (stop - start));
+        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&json);
+        Ok(GroupFile { tensors, data_at: bytes.len(), data_len: stop - start, bytes })
+    }
+}
+
+/// A group of tensors being made into a safetensors file of its own (see `SafetensorsLayout::group_file`).
+pub struct GroupFile {
+    /// The group's tensors, offsets relative to its data.
+    pub tensors: Vec<(String, TensorInfo)>,
+    /// The file so far: header, then the data read until now.
+    pub bytes: Vec<u8>,
+    /// Where the data starts in `bytes`.
+    pub data_at: usize,
+    /// How many data bytes the group has in all.
+    pub data_len: usize,
+}
+
+impl GroupFile {
+    /// Data bytes still wanted.
+    pub fn wanted(&self) -> usize {
+        self.data_at + self.data_len - self.bytes.len()
+    }
+
+    /// The group's data read so far.
+    pub fn data(&self) -> &[u8] {
+        &self.bytes[self.data_at..]
+    }
+}
+
+fn invalid(name: &str, why: String) -> Error {
+    Error::weights(name, format!("not a valid safetensors file (corrupt or truncated?): {why}"))
 }
 
 fn pickle_kind(bytes: &[u8]) -> Option<&'static str> {

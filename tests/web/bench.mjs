@@ -124,9 +124,9 @@ try {
     const r = await inWorker(pool, async ({ backend, source, images, seconds, text }) => {
       const s = await advclip.Session.create(backend);
       const t0 = performance.now();
-      const buf = new Uint8Array(await (await fetch(source.weights)).arrayBuffer());
+      // As the page loads a model: the download's stream, loaded as it arrives.
       const config = source.config ? await (await fetch(source.config)).text() : undefined;
-      await s.loadModel(buf, config, source.name);
+      await s.loadModelStream((await fetch(source.weights)).body, undefined, config, source.name);
       const loadMs = performance.now() - t0;
       const imgs = images.map((b) => new Uint8Array(b));
       const labels = ['a photo', 'a drawing'];
@@ -166,8 +166,7 @@ try {
   for (const [mode, pool] of [['targeted', 1], ['targeted', cores], ['advclip', 1], ['advclip', cores]]) {
     const r = await inWorker(pool, async ({ mini, images, labels, mode }) => {
       const s = await advclip.Session.create('cpu');
-      const buf = new Uint8Array(await (await fetch(mini.weights)).arrayBuffer());
-      await s.loadModel(buf, await (await fetch(mini.config)).text(), 'mini');
+      await s.loadModelStream((await fetch(mini.weights)).body, undefined, await (await fetch(mini.config)).text(), 'mini');
       const options = { mode, steps: 200, batch: 8, seed: 0 };
       if (mode === 'targeted') options.target = 'green star';
       s.startTraining(options, images.map((b) => new Uint8Array(b)), labels, 'a photo of a {}.');
@@ -194,8 +193,7 @@ try {
   if (defaults.mode === 'targeted') Object.assign(defaults, { target: field('train-target'), spot: selected('train-placement') });
   const run = await inWorker(cores, async ({ mini, images, labels, options }) => {
     const s = await advclip.Session.create('cpu');
-    const buf = new Uint8Array(await (await fetch(mini.weights)).arrayBuffer());
-    await s.loadModel(buf, await (await fetch(mini.config)).text(), 'mini');
+    await s.loadModelStream((await fetch(mini.weights)).body, undefined, await (await fetch(mini.config)).text(), 'mini');
     const imgs = images.map((b) => new Uint8Array(b));
     const clean = (await s.classify(imgs, labels, 'a photo of a {}.', 1)).map((r) => r.clean[0].label);
     const t0 = performance.now();

@@ -26,7 +26,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     let header = advclip::model::inspect_weights(&bytes, &name)?;
     let config_json = match config.filter(|c| c.exists()) {
         Some(c) => advclip::model::load::read_config(&c)?,
-        None => advclip::model::load::config_for(&header, None, &name)?.to_hf_json(),
+        None => advclip::model::load::config_for(&header.shapes, None, &name)?.to_hf_json(),
     };
     let converted = advclip::model::convert_to_f16(&bytes, &name)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
