@@ -202,11 +202,19 @@ impl Session {
     #[wasm_bindgen(js_name = loadModelStream)]
     pub async fn load_model_stream(
         &mut self,
-        stream: web_sys::ReadableStream,
+        stream: JsValue,
         length: Option<f64>,
         config_json: Option<String>,
         name: String,
     ) -> JsResult<JsValue> {
+        // Checked here: `getReader` on anything else, or on a stream someone is already reading, would throw through
+        // the wasm frames instead of returning an error.
+        let stream = stream
+            .dyn_into::<web_sys::ReadableStream>()
+            .map_err(|_| js_error(format!("{name}: expected a ReadableStream of the weights file's bytes")))?;
+        if stream.locked() {
+            return Err(js_error(format!("{name}: the weights stream is already being read elsewhere")));
+        }
         // A length that is not a byte count is ignored rather than trusted.
         let length = length.filter(|l| l.is_finite() && *l >= 0.0 && l.fract() == 0.0).map(|l| l as u64);
         let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();

@@ -231,7 +231,8 @@ async fn the_session_refuses_hostile_input_and_keeps_working() {
 
 /// A model streamed as the page streams a download (a `ReadableStream` of odd-sized chunks) is the one loaded from a
 /// buffer: same fingerprint (the one-pass FNV-1a of the file) and the same zero-shot probabilities; a stream cut
-/// short or one that runs on is refused with the reason, and the session keeps its model.
+/// short, one that runs on, a value that is no stream and a stream already being read are refused with the reason,
+/// and the session keeps its model.
 #[wasm_bindgen_test]
 async fn a_streamed_model_is_the_buffered_one() {
     use advclip::web::Session;
@@ -245,7 +246,7 @@ async fn a_streamed_model_is_the_buffered_one() {
             "chunks",
             "return new ReadableStream({ start(c) { for (const x of chunks) c.enqueue(x); c.close(); } })",
         );
-        make.call1(&wasm_bindgen::JsValue::NULL, &chunks).unwrap().unchecked_into()
+        make.call1(&wasm_bindgen::JsValue::NULL, &chunks).unwrap().unchecked_into::<web_sys::ReadableStream>()
     };
     let field = |info: &wasm_bindgen::JsValue, name: &str| js_sys::Reflect::get(info, &name.into()).unwrap();
     let labels = || strings(&["cat", "dog", "a diagram"]);
@@ -267,8 +268,10 @@ async fn a_streamed_model_is_the_buffered_one() {
         probabilities(session.classify(files(&[PICTURE]), labels(), "a photo of a {}.".into(), 3).await.unwrap());
 
     let mut streamed_session = Session::create("cpu".into()).await.unwrap();
-    let info =
-        streamed_session.load_model_stream(stream(WEIGHTS), None, Some(CONFIG.into()), "tiny".into()).await.unwrap();
+    let info = streamed_session
+        .load_model_stream(stream(WEIGHTS).into(), None, Some(CONFIG.into()), "tiny".into())
+        .await
+        .unwrap();
     assert_eq!(field(&info, "fingerprint").as_string().unwrap(), format!("{fnv:016x}"));
     let streamed = probabilities(
         streamed_session.classify(files(&[PICTURE]), labels(), "a photo of a {}.".into(), 3).await.unwrap(),
@@ -276,23 +279,28 @@ async fn a_streamed_model_is_the_buffered_one() {
     assert_eq!(streamed, buffered);
 
     let cut = &WEIGHTS[..WEIGHTS.len() - 100];
-    let e = message(
-        streamed_session.load_model_stream(stream(cut), None, Some(CONFIG.into()), "cut".into()).await.unwrap_err(),
-    );
+    let e = refused_stream(&mut streamed_session, stream(cut).into(), "cut").await;
     assert!(e.contains("ended after"), "{e}");
     let mut longer = WEIGHTS.to_vec();
     longer.push(0);
-    let e = message(
-        streamed_session
-            .load_model_stream(stream(&longer), None, Some(CONFIG.into()), "longer".into())
-            .await
-            .unwrap_err(),
-    );
+    let e = refused_stream(&mut streamed_session, stream(&longer).into(), "longer").await;
     assert!(e.contains("more bytes follow"), "{e}");
+    // Not a stream, or a stream someone else is reading: refused before anything is read.
+    let e = refused_stream(&mut streamed_session, js_bytes(WEIGHTS).into(), "bytes").await;
+    assert!(e.contains("expected a ReadableStream"), "{e}");
+    let locked = stream(WEIGHTS);
+    let _reader = locked.get_reader();
+    let e = refused_stream(&mut streamed_session, locked.into(), "locked").await;
+    assert!(e.contains("already being read"), "{e}");
     let again = probabilities(
         streamed_session.classify(files(&[PICTURE]), labels(), "a photo of a {}.".into(), 3).await.unwrap(),
     );
     assert_eq!(again, buffered);
+}
+
+/// The message of `loadModelStream`'s error for `value`, which must be refused.
+async fn refused_stream(session: &mut advclip::web::Session, value: wasm_bindgen::JsValue, name: &str) -> String {
+    message(session.load_model_stream(value, None, Some(CONFIG.into()), name.into()).await.unwrap_err())
 }
 
 /// Bytes as the page hands them to `Session.loadModel`: a JS `Uint8Array`.

@@ -11,39 +11,19 @@ async function openCache() {
   }
 }
 
-// Resolves to { bytes: Uint8Array, cached: boolean }. `onProgress(loaded, total)`; total is 0 when unknown.
-export async function fetchBytes(url, { onProgress = () => {}, cache = true } = {}) {
-  const store = cache ? await openCache() : null;
-  const hit = store && (await store.match(url));
-  if (hit) {
-    const bytes = new Uint8Array(await hit.arrayBuffer());
-    onProgress(bytes.length, bytes.length);
-    return { bytes, cached: true };
-  }
-  let response;
-  try {
-    response = await fetch(url);
-  } catch (e) {
-    throw new Error(`${url}: unreachable (${e.message}); check the address and your connection`);
-  }
-  if (!response.ok) throw new Error(`${url}: the server answered ${response.status} ${response.statusText}`);
-  const total = Number(response.headers.get('Content-Length')) || 0;
-  let body = response.body;
-  let stored = Promise.resolve();
-  if (store && body) {
-    const [mine, theirs] = body.tee();
-    body = mine;
-    const headers = { 'Content-Type': response.headers.get('Content-Type') || 'application/octet-stream' };
-    stored = store.put(url, new Response(theirs, { headers })).catch(() => {});
-  }
-  const bytes = await readAll(body, total, onProgress);
+// Resolves to { bytes: Uint8Array, cached: boolean } (small files: configs, patches). `onProgress(loaded, total)`;
+// total is 0 when unknown.
+export async function fetchBytes(url, options = {}) {
+  const { stream, total, cached, stored } = await fetchStream(url, options);
+  const bytes = await readAll(stream, total, () => {});
   await stored;
-  return { bytes, cached: false };
+  return { bytes, cached };
 }
 
-// Resolves to { stream, length, cached, stored }: the body as a ReadableStream of Uint8Array chunks (so that a large
-// model is never whole in memory), no length (see below), and a promise that settles once the copy kept in the cache
-// is written (await it before forgetting the URL). `onProgress(loaded, total)` is called as the stream is read.
+// Resolves to { stream, length, total, cached, stored }: the body as a ReadableStream of Uint8Array chunks (so that
+// a large model is never whole in memory), no length (see below), the announced size, and a promise that settles once
+// the copy kept in the cache is written (await it before forgetting the URL). `onProgress(loaded, total)` is called
+// as the stream is read.
 export async function fetchStream(url, { onProgress = () => {}, cache = true } = {}) {
   const store = cache ? await openCache() : null;
   const hit = store && (await store.match(url));
@@ -63,12 +43,11 @@ export async function fetchStream(url, { onProgress = () => {}, cache = true } =
     const [mine, theirs] = body.tee();
     body = mine;
     const headers = { 'Content-Type': response.headers.get('Content-Type') || 'application/octet-stream' };
-    if (length) headers['Content-Length'] = String(length);
     stored = store.put(url, new Response(theirs, { headers })).catch(() => {});
   }
   // `length` stays unset: Content-Length counts the bytes on the wire, which a compressed response makes differ from
-  // the file's; the loader checks the file's own layout instead.
-  return { stream: counted(body, length, onProgress), length: undefined, cached: Boolean(hit), stored };
+  // the file's; the loader checks the file's own layout instead. `total` only sizes a buffer or a progress bar.
+  return { stream: counted(body, length, onProgress), length: undefined, total: length, cached: Boolean(hit), stored };
 }
 
 // A file (a File or Blob) as the same kind of stream.
