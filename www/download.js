@@ -52,12 +52,14 @@ export async function fetchStream(url, { onProgress = () => {}, cache = true } =
 
 // A file (a File or Blob) as the same kind of stream.
 export function fileStream(file, onProgress = () => {}) {
-  return { stream: counted(file.stream(), file.size, onProgress), length: file.size, cached: false, stored: Promise.resolve() };
+  const size = file.size;
+  return { stream: counted(file.stream(), size, onProgress), length: size, total: size, cached: false, stored: Promise.resolve() };
 }
 
 // Reads a stream of byte chunks into one Uint8Array (for a browser that cannot hand a stream to the worker).
-export async function streamBytes(stream) {
-  return readAll(stream, 0, () => {});
+// `size`, when known, sizes the buffer up front (else it doubles as the bytes arrive).
+export async function streamBytes(stream, size = 0) {
+  return readAll(stream, size, () => {});
 }
 
 function counted(stream, total, onProgress) {

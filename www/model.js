@@ -58,12 +58,12 @@ async function openSource(source, setText) {
 
 // Hands the weights stream to the worker, which loads the model as the bytes arrive. A browser that cannot transfer
 // a stream to a worker gets the bytes in one buffer instead (the model is then briefly in memory twice).
-async function loadWeights({ stream, length, config, name }) {
+async function loadWeights({ stream, length, total, config, name }) {
   try {
     return await call('loadModelStream', { stream, length, config, name }, [stream]);
   } catch (e) {
     if (e?.name !== 'DataCloneError') throw e;
-    const weights = await streamBytes(stream);
+    const weights = await streamBytes(stream, total);
     return call('loadModel', { weights, config, name }, [weights.buffer]);
   }
 }
