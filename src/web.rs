@@ -221,6 +221,8 @@ impl Session {
         let loaded = async {
             let mut loader =
                 crate::model::ClipLoader::new(config_json.as_deref(), &name, &self.device, length).map_err(js_error)?;
+            // One buffer for every chunk: a download arrives in thousands of them.
+            let mut piece = Vec::new();
             loop {
                 let chunk = wasm_bindgen_futures::JsFuture::from(reader.read())
                     .await
@@ -233,7 +235,9 @@ impl Session {
                 let bytes = value
                     .dyn_into::<js_sys::Uint8Array>()
                     .map_err(|_| js_error(format!("{name}: the weights stream gave something other than bytes")))?;
-                loader.push(&bytes.to_vec()).map_err(js_error)?;
+                piece.resize(bytes.length() as usize, 0);
+                bytes.copy_to(&mut piece);
+                loader.push(&piece).map_err(js_error)?;
             }
             loader.finish().map_err(js_error)
         }

@@ -15,7 +15,7 @@ async function openCache() {
 // total is 0 when unknown.
 export async function fetchBytes(url, options = {}) {
   const { stream, total, cached, stored } = await fetchStream(url, options);
-  const bytes = await readAll(stream, total, () => {});
+  const bytes = await streamBytes(stream, total);
   await stored;
   return { bytes, cached };
 }
@@ -56,7 +56,8 @@ export function fileStream(file, onProgress = () => {}) {
   return { stream: counted(file.stream(), size, onProgress), length: size, total: size, cached: false, stored: Promise.resolve() };
 }
 
-// Reads a stream of byte chunks into one Uint8Array (for a browser that cannot hand a stream to the worker).
+// Reads a stream of byte chunks into one Uint8Array (small files, or a browser that cannot hand a stream to the
+// worker).
 // `size`, when known, sizes the buffer up front (else it doubles as the bytes arrive).
 export async function streamBytes(stream, size = 0) {
   return readAll(stream, size, () => {});

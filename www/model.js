@@ -23,7 +23,8 @@ async function startSession() {
   setMetrics();
 }
 
-// Opens a model source as a stream: { stream, length, config: string | undefined, name, cacheKey, cached, stored }.
+// Opens a model source as a stream: { stream, length, total, config: string | undefined, name, cacheKey, cached,
+// stored }.
 // The weights are read as the worker loads them, so the page never holds the whole file (see loadWeights).
 async function openSource(source, setText) {
   const progress = (loaded, total) => {

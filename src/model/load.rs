@@ -99,25 +99,29 @@ pub fn read_weights_header(source: &(impl WeightsBytes + ?Sized), name: &str) ->
     Ok(WeightsHeader { shapes: layout.shapes(), logit_scale, layout })
 }
 
-/// `logit_scale`'s entry in the header, which every `CLIPModel` checkpoint has.
+/// `logit_scale`'s entry in the header, which every `CLIPModel` checkpoint has, checked to be one float (f32, f16 or
+/// bf16: the layout check has already matched its byte count to its shape).
 fn logit_scale_info<'a>(layout: &'a SafetensorsLayout, name: &str) -> Result<&'a safetensors::tensor::TensorInfo> {
-    layout
+    let info = layout
         .info("logit_scale")
-        .ok_or_else(|| Error::weights(name, "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint"))
+        .ok_or_else(|| Error::weights(name, "has no logit_scale tensor: not a Hugging Face CLIPModel checkpoint"))?;
+    let one_float = info.shape.iter().product::<usize>() == 1;
+    if !one_float || !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(Error::weights(
+            name,
+            format!("logit_scale is {:?} with shape {:?}, expected one float", info.dtype, info.shape),
+        ));
+    }
+    Ok(info)
 }
 
-/// `logit_scale`'s one float, checked to be one finite float.
+/// `logit_scale`'s value from its bytes (`info` from `logit_scale_info`), checked to be finite.
 fn decode_logit_scale(info: &safetensors::tensor::TensorInfo, data: &[u8], name: &str) -> Result<f32> {
-    let logit_scale = match (info.dtype, data.len()) {
-        (Dtype::F32, 4) => f32::from_le_bytes([data[0], data[1], data[2], data[3]]),
-        (Dtype::F16, 2) => half::f16::from_le_bytes([data[0], data[1]]).to_f32(),
-        (Dtype::BF16, 2) => half::bf16::from_le_bytes([data[0], data[1]]).to_f32(),
-        (dtype, _) => {
-            return Err(Error::weights(
-                name,
-                format!("logit_scale is {dtype:?} with shape {:?}, expected one float", info.shape),
-            ));
-        }
+    let logit_scale = match (info.dtype, data) {
+        (Dtype::F32, &[a, b, c, d]) => f32::from_le_bytes([a, b, c, d]),
+        (Dtype::F16, &[a, b]) => half::f16::from_le_bytes([a, b]).to_f32(),
+        (Dtype::BF16, &[a, b]) => half::bf16::from_le_bytes([a, b]).to_f32(),
+        _ => return Err(Error::Internal(format!("logit_scale: {} bytes for {:?}", data.len(), info.dtype))),
     };
     if !logit_scale.is_finite() {
         return Err(Error::weights(name, "logit_scale is not a finite number"));
@@ -324,14 +328,8 @@ impl ClipLoader {
     fn start_body(&mut self) -> Result<()> {
         let name = &self.name;
         let layout = SafetensorsLayout::parse(&self.head[8..], self.len, name)?;
-        let info = logit_scale_info(&layout, name)?;
         // Its dtype and shape now, its value when its bytes arrive.
-        if !matches!(
-            (info.dtype, info.data_offsets.1 - info.data_offsets.0),
-            (Dtype::F32, 4) | (Dtype::F16 | Dtype::BF16, 2)
-        ) {
-            decode_logit_scale(info, &[], name)?;
-        }
+        logit_scale_info(&layout, name)?;
         let shapes = layout.shapes();
         let config = config_for(&shapes, self.config_json.as_deref(), name)?;
         check_shapes(&shapes, &config, name)?;
