@@ -626,8 +626,10 @@ impl crate::model::WeightsBytes for JsWeights {
 
 /// The CPU path as the page shows it: single-threaded, or the threaded build's pool size.
 fn cpu_description() -> String {
-    #[cfg(feature = "threads")]
+    #[cfg(all(feature = "threads", not(feature = "relaxed-simd")))]
     return format!("CPU (wasm, {} threads)", rayon::current_num_threads());
+    #[cfg(feature = "relaxed-simd")]
+    return format!("CPU (wasm, {} threads, relaxed SIMD)", rayon::current_num_threads());
     #[cfg(not(feature = "threads"))]
     return "CPU (wasm)".to_string();
 }

@@ -4,6 +4,8 @@
 // { id, ok: false, error }. `ms` is the time the call itself took (queue wait excluded). Byte arrays travel as
 // Uint8Array with their buffers transferred, both ways.
 
+import { relaxedSimd } from './wasm-features.js';
+
 let session = null;
 let queue = Promise.resolve();
 
@@ -15,7 +17,10 @@ const ops = {
     let gpuMissing = null;
     if (backend === 'auto' && pool > 1 && self.crossOriginIsolated) gpuMissing = await webgpuMissing();
     const threaded = pool > 1 && self.crossOriginIsolated && (backend === 'cpu' || gpuMissing !== null);
-    let mod = threaded ? await loadPackage('../pkg/threads/advclip.js', pool).catch((e) => {
+    // Browsers with relaxed SIMD (Chromium) get the threaded build's variant whose matrix kernel uses its fused
+    // multiply-add; a module holding relaxed instructions does not even load elsewhere (Safari), so check first.
+    const threadedUrl = relaxedSimd() ? '../pkg/threads-relaxed/advclip.js' : '../pkg/threads/advclip.js';
+    let mod = threaded ? await loadPackage(threadedUrl, pool).catch((e) => {
       console.warn(`the threaded CPU build did not load, using the single-threaded one: ${message(e)}`);
       return null;
     }) : null;

@@ -1,13 +1,22 @@
-//! The linear layers' product for work outside the browser's batch slices: rows in bands across the thread pool.
+//! The linear layers' product in the threaded browser build: a register-tiled SIMD128 kernel, rows in bands across
+//! the thread pool.
 //!
-//! In the page the linear layers are 99 % of ViT-B/32's multiply-adds. Burn's CPU matmul (the gemm crate) splits one
-//! product across wasm threads badly: an image encoded alone (nothing for `batch_split` to cut) took 525-567 ms with
-//! two threads against 448-470 ms with one (bench-web, README: the browser's speed). Here the output rows are cut
-//! into one band per thread, each band computed by a register-tiled SIMD128 kernel (4 rows x 16 columns, a
-//! 256-deep strip of the weights copied contiguous), which on its own runs these shapes at 22-32 GFLOP/s a core in
-//! Chromium against gemm's 20-29 (medians 27 and 24 over twelve timings, a throwaway export). It applies only
-//! there: the threaded browser build, called from outside the pool (inside a batch slice every thread already has
-//! its slice, and gemm serves), on the CPU backend outside autodiff, with f32 contiguous tensors. Everything else, natively included, is Burn's `Linear`.
+//! In the page the linear layers are 99 % of ViT-B/32's multiply-adds, and `perf` put 85-90 % of a batch's time in
+//! gemm's simd128 micro-kernel. Two builds use this file's kernel:
+//! - **The threaded build** (`threads`): only for work outside the pool's batch slices (a lone image, nothing for
+//!   `batch_split` to cut), where Burn's matmul (gemm) splits one product across wasm threads badly (525-567 ms with
+//!   two threads against 448-470 with one). The output rows are cut into one band per thread, each computed by a
+//!   4 rows x 16 columns tile with a multiply and an add per lane (plain SIMD128 has no fused form): 22-32 GFLOP/s
+//!   a core in Chromium against gemm's 20-29. Inside a batch slice gemm serves (this tile there was no faster).
+//! - **Its relaxed-SIMD variant** (`threads` + `relaxed-simd`, for browsers with WebAssembly relaxed SIMD): every
+//!   CPU linear layer, in batch slices too, on a 2 rows x 16 columns tile whose lanes use `f32x4.relaxed_madd` (a
+//!   fused multiply-add on x86 with FMA and on ARM). Half the instructions per multiply-add and 8 accumulators,
+//!   which V8 keeps in registers: 35-39 GFLOP/s a core in Chromium 156 on ViT-B/32's shapes against 20-25 for the
+//!   4 x 16 tile and its multiply-and-add (a throwaway wasm microbenchmark, 2026-12-01, Intel Xeon; without the fused
+//!   form the 2 x 16 tile was 18-30, no steadier than the 4 x 16 one).
+//!
+//! Either applies on the CPU backend outside autodiff, with f32 contiguous tensors; everything else, natively
+//! included, is Burn's `Linear`.
 // Outside the threaded browser build only the tests run the tiling (below): unused there otherwise.
 #![cfg_attr(not(all(target_arch = "wasm32", feature = "threads")), allow(dead_code))]
 
@@ -27,7 +36,9 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 #[cfg(all(feature = "flex", feature = "threads", target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(clippy::result_large_err)] // both sides are the tensor handed back by value
 fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
-    if rayon::current_thread_index().is_some() || rayon::current_num_threads() < 2 {
+    // The plain build's tile is no faster than gemm inside a batch slice or on one thread; the fused one is.
+    let inside_pool = rayon::current_thread_index().is_some() || rayon::current_num_threads() < 2;
+    if inside_pool && !cfg!(feature = "relaxed-simd") {
         return Err(x);
     }
     use super::cpu_tensor::{from_cpu, into_cpu_f32};
@@ -57,7 +68,10 @@ fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
     fn values(t: &FlexTensor) -> &[f32] {
         t.as_slice::<f32>().expect("checked contiguous f32 above")
     }
-    matmul_bias(values(&x), rows, d_input, values(&weight), d_output, bias.as_ref().map(values), &mut out);
+    // Bands from outside the pool only: inside a batch slice the sibling threads have slices of their own.
+    let bands = rayon::current_thread_index().is_none();
+    let bias = bias.as_ref().map(values);
+    matmul_bias::<TILE_ROWS>(values(&x), rows, d_input, values(&weight), d_output, bias, &mut out, bands);
     Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
 }
 
@@ -67,18 +81,29 @@ fn simd_forward(_layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
     Err(x)
 }
 
-/// Rows of the output computed together: 4 rows x 16 columns are 16 accumulating vectors, the most V8 keeps in
-/// registers without the loads and stores around them costing more than they save (2 x 16 measured at 0.8x).
-const TILE_ROWS: usize = 4;
+/// Rows of the output computed together. With a multiply and an add per lane, 4 rows x 16 columns (16 accumulating
+/// vectors) did best (2 x 16 measured at 0.8x); with the fused multiply-add, 2 x 16 (8 accumulators, 4 weight
+/// vectors and a broadcast: no spills) did (4 x 16 fused: 19-31 GFLOP/s against 35-39).
+const TILE_ROWS: usize = if cfg!(feature = "relaxed-simd") { 2 } else { 4 };
 /// Columns computed together: four 4-lane vectors, one 64-byte cache line of a weight row.
 const TILE_COLUMNS: usize = 16;
 /// The depth a tile's pass covers: 256 rows of a 16-column weight strip are 16 KiB, which stays in the L1 cache
 /// while every row tile of the input goes past it.
 const DEPTH_BLOCK: usize = 256;
 
-/// `out[rows, n] = a[rows, k] * w[k, n] + bias[n]`, all row-major, in one band of rows per thread of the current
-/// pool (the caller, `simd_forward`, comes from outside any batch slice), on this thread where there is one.
-fn matmul_bias(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+/// `out[rows, n] = a[rows, k] * w[k, n] + bias[n]`, all row-major: with `bands`, in one band of rows per thread of
+/// the current pool, else on this thread.
+#[allow(clippy::too_many_arguments)]
+fn matmul_bias<const R: usize>(
+    a: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    bands: bool,
+) {
     assert!(a.len() == rows * k && w.len() == k * n && out.len() == rows * n);
     assert!(bias.is_none_or(|b| b.len() == n));
     if n == 0 {
@@ -94,20 +119,22 @@ fn matmul_bias(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, bias: Opti
     {
         use rayon::prelude::*;
         let threads = rayon::current_num_threads();
-        if threads > 1 && rows >= 2 * TILE_ROWS && k > 0 {
+        if bands && threads > 1 && rows >= 2 * R && k > 0 {
             // Bands of whole tiles, one per thread.
-            let band = rows.div_ceil(threads).next_multiple_of(TILE_ROWS);
+            let band = rows.div_ceil(threads).next_multiple_of(R);
             out.par_chunks_mut(band * n)
                 .zip(a.par_chunks(band * k))
-                .for_each(|(out, a)| accumulate(a, out.len() / n, k, w, n, out));
+                .for_each(|(out, a)| accumulate::<R>(a, out.len() / n, k, w, n, out));
             return;
         }
     }
-    accumulate(a, rows, k, w, n, out);
+    accumulate::<R>(a, rows, k, w, n, out);
 }
 
-/// `out += a * w` for one band of rows.
-fn accumulate(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
+/// `out += a * w` for one band of rows. In the relaxed-SIMD build this function is compiled with that feature, so
+/// that the fused multiply-add inlines into the tile's loop.
+#[cfg_attr(all(target_arch = "wasm32", feature = "relaxed-simd"), target_feature(enable = "relaxed-simd"))]
+fn accumulate<const R: usize>(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
     let full_columns = n - n % TILE_COLUMNS;
     // A strip of the weights (a depth block of 16 columns) copied contiguous. Read in place, its rows sit n floats
     // apart: 3072 or 768 floats, multiples of the L1 cache's set stride, so that every row of the strip falls in
@@ -124,9 +151,9 @@ fn accumulate(a: &[f32], rows: usize, k: usize, w: &[f32], n: usize, out: &mut [
             }
             let strip = &strip[..depth * TILE_COLUMNS];
             let mut i = 0;
-            while i + TILE_ROWS <= rows {
-                tile::<TILE_ROWS>(a, k, strip, n, out, i, j, k0);
-                i += TILE_ROWS;
+            while i + R <= rows {
+                tile::<R>(a, k, strip, n, out, i, j, k0);
+                i += R;
             }
             match rows - i {
                 3 => tile::<3>(a, k, strip, n, out, i, j, k0),
@@ -221,11 +248,19 @@ impl F32x4 {
     unsafe fn store(self, p: *mut f32) {
         unsafe { core::arch::wasm32::v128_store(p as *mut core::arch::wasm32::v128, self.0) }
     }
-    /// `self + a * b`: a multiply and an add (no fused form in plain SIMD128; relaxed SIMD's measured no faster).
+    /// `self + a * b`: a multiply and an add in plain SIMD128 (which has no fused form), relaxed SIMD's
+    /// `f32x4.relaxed_madd` in the build that has it (fused where the CPU has FMA, which only changes the rounding).
     #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
-        use core::arch::wasm32::{f32x4_add, f32x4_mul};
-        Self(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+        #[cfg(not(feature = "relaxed-simd"))]
+        {
+            use core::arch::wasm32::{f32x4_add, f32x4_mul};
+            Self(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+        }
+        // Inlined into `accumulate`, which is compiled with relaxed SIMD. A browser without it never loads this
+        // build (the worker checks first, www/worker.js).
+        #[cfg(feature = "relaxed-simd")]
+        Self(core::arch::wasm32::f32x4_relaxed_madd(a.0, b.0, self.0))
     }
 }
 
@@ -253,6 +288,8 @@ mod tests {
     use super::*;
     use burn::tensor::{Device, TensorData};
 
+    type Product = fn(&[f32], usize, usize, &[f32], usize, Option<&[f32]>, &mut [f32], bool);
+
     /// The tiling (whole and partial row tiles, columns past the last tile, several depth blocks, row bands on a
     /// pool and on one thread) against Burn's matmul, on shapes that hit every edge.
     #[test]
@@ -268,17 +305,22 @@ mod tests {
             let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [k, n]), &device);
             let bt = Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device);
             let expected: Vec<f32> = (at.matmul(wt) + bt.unsqueeze()).into_data().try_to_vec::<f32>().unwrap();
-            let mut one_thread = vec![f32::NAN; rows * n];
-            one.install(|| matmul_bias(&a, rows, k, &w, n, Some(&bias), &mut one_thread));
-            let mut banded = vec![f32::NAN; rows * n];
-            three.install(|| matmul_bias(&a, rows, k, &w, n, Some(&bias), &mut banded));
-            let mut no_bias = vec![f32::NAN; rows * n];
-            matmul_bias(&a, rows, k, &w, n, None, &mut no_bias);
-            for idx in 0..rows * n {
-                let tol = 1e-4 * expected[idx].abs().max(1.0);
-                assert!((one_thread[idx] - expected[idx]).abs() <= tol, "{rows}x{k}x{n} at {idx}: one thread");
-                assert!((banded[idx] - expected[idx]).abs() <= tol, "{rows}x{k}x{n} at {idx}: bands");
-                assert!((no_bias[idx] + bias[idx % n] - expected[idx]).abs() <= tol, "{rows}x{k}x{n}: no bias");
+            // Both builds' tiles: 4 rows (plain SIMD128) and 2 (relaxed SIMD).
+            for (tile_rows, product) in [(4, matmul_bias::<4> as Product), (2, matmul_bias::<2>)] {
+                let mut one_thread = vec![f32::NAN; rows * n];
+                one.install(|| product(&a, rows, k, &w, n, Some(&bias), &mut one_thread, true));
+                let mut banded = vec![f32::NAN; rows * n];
+                three.install(|| product(&a, rows, k, &w, n, Some(&bias), &mut banded, true));
+                // No bias, without bands on a pool thread: a batch slice's case.
+                let mut no_bias = vec![f32::NAN; rows * n];
+                three.install(|| product(&a, rows, k, &w, n, None, &mut no_bias, false));
+                let at = |idx: usize| format!("{rows}x{k}x{n}, tiles of {tile_rows} rows, at {idx}");
+                for idx in 0..rows * n {
+                    let tol = 1e-4 * expected[idx].abs().max(1.0);
+                    assert!((one_thread[idx] - expected[idx]).abs() <= tol, "{}: one thread", at(idx));
+                    assert!((banded[idx] - expected[idx]).abs() <= tol, "{}: bands", at(idx));
+                    assert!((no_bias[idx] + bias[idx % n] - expected[idx]).abs() <= tol, "{}: no bias", at(idx));
+                }
             }
         }
     }

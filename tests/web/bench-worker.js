@@ -20,7 +20,9 @@ self.timeIt = async (work, seconds, warm) => {
 self.onmessage = async ({ data: { op, pool, code, args } }) => {
   try {
     if (op === 'init') {
-      self.advclip = await import(pool > 1 ? '/pkg/threads/advclip.js' : '/pkg/advclip.js');
+      // The package the page would load (www/worker.js): the relaxed-SIMD variant of the threaded one where it runs.
+      const threaded = (await import('/wasm-features.js')).relaxedSimd() ? '/pkg/threads-relaxed/advclip.js' : '/pkg/threads/advclip.js';
+      self.advclip = await import(pool > 1 ? threaded : '/pkg/advclip.js');
       await self.advclip.default();
       if (pool > 1) await self.advclip.initThreadPool(pool);
       postMessage({ ok: true });

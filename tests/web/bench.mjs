@@ -143,10 +143,13 @@ try {
         }, seconds, 2);
         textMs = (prompts.median - one.median) / 8;
       }
+      const adapter = s.adapter();
       s.free();
-      return { loadMs, b1: one.median, b8: eight.median / 8, runs: [one.runs, eight.runs], textMs, adapter: backend };
+      return { loadMs, b1: one.median, b8: eight.median / 8, runs: [one.runs, eight.runs], textMs, adapter };
     }, { backend, source, images, seconds: SECONDS, text });
-    rows.push({ label: pool > 1 ? `${label}, ${pool} threads` : label, ...r });
+    // The threaded rows name the package the page takes in this browser (www/worker.js): relaxed SIMD or not.
+    const variant = r.adapter.includes('relaxed SIMD') ? ', relaxed SIMD' : '';
+    rows.push({ label: pool > 1 ? `${label}, ${pool} threads${variant}` : label, ...r });
     console.error(`${label}: load ${r.loadMs.toFixed(0)} ms, ${r.b1.toFixed(1)} ms/img at 1, ${r.b8.toFixed(1)} ms/img at 8${r.textMs == null ? '' : `, text ${r.textMs.toFixed(1)} ms/prompt`}`);
   };
 
