@@ -37,8 +37,8 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 #[allow(clippy::result_large_err)] // both sides are the tensor handed back by value
 fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
     // The plain build's tile is no faster than gemm inside a batch slice or on one thread; the fused one is.
-    let inside_pool = rayon::current_thread_index().is_some() || rayon::current_num_threads() < 2;
-    if inside_pool && !cfg!(feature = "relaxed-simd") {
+    let one_thread_here = rayon::current_thread_index().is_some() || rayon::current_num_threads() < 2;
+    if one_thread_here && !cfg!(feature = "relaxed-simd") {
         return Err(x);
     }
     use super::cpu_tensor::{from_cpu, into_cpu_f32};
