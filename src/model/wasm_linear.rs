@@ -94,6 +94,7 @@ const DEPTH_BLOCK: usize = 256;
 /// `out[rows, n] = a[rows, k] * w[k, n] + bias[n]`, all row-major: with `bands`, in one band of rows per thread of
 /// the current pool, else on this thread.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(all(target_arch = "wasm32", not(feature = "threads")), allow(unused_variables))] // `bands`: no pool there
 fn matmul_bias<const R: usize>(
     a: &[f32],
     rows: usize,
