@@ -11,9 +11,9 @@
 //! - **Its relaxed-SIMD variant** (`threads` + `relaxed-simd`, for browsers with WebAssembly relaxed SIMD): every
 //!   CPU linear layer, in batch slices too, on a 2 rows x 16 columns tile whose lanes use `f32x4.relaxed_madd` (a
 //!   fused multiply-add on x86 with FMA and on ARM). Half the instructions per multiply-add and 8 accumulators,
-//!   which V8 keeps in registers: 35-39 GFLOP/s a core in Chromium 156 on ViT-B/32's shapes against 20-25 for the
+//!   which V8 keeps in registers: 33-37 GFLOP/s a core in Chromium 156 on ViT-B/32's shapes against 18-25 for the
 //!   4 x 16 tile and its multiply-and-add (a throwaway wasm microbenchmark, 2026-12-01, Intel Xeon; without the fused
-//!   form the 2 x 16 tile was 18-30, no steadier than the 4 x 16 one).
+//!   form the 2 x 16 tile was 18-31, no steadier than the 4 x 16 one).
 //!
 //! Either applies on the CPU backend outside autodiff, with f32 contiguous tensors; everything else, natively
 //! included, is Burn's `Linear`.
@@ -83,7 +83,7 @@ fn simd_forward(_layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
 
 /// Rows of the output computed together. With a multiply and an add per lane, 4 rows x 16 columns (16 accumulating
 /// vectors) did best (2 x 16 measured at 0.8x); with the fused multiply-add, 2 x 16 (8 accumulators, 4 weight
-/// vectors and a broadcast: no spills) did (4 x 16 fused: 19-31 GFLOP/s against 35-39).
+/// vectors and a broadcast: no spills) did (4 x 16 fused: 19-31 GFLOP/s against 33-37).
 const TILE_ROWS: usize = if cfg!(feature = "relaxed-simd") { 2 } else { 4 };
 /// Columns computed together: four 4-lane vectors, one 64-byte cache line of a weight row.
 const TILE_COLUMNS: usize = 16;
