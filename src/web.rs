@@ -626,10 +626,12 @@ impl crate::model::WeightsBytes for JsWeights {
 
 /// The CPU path as the page shows it: single-threaded, or the threaded build's pool size.
 fn cpu_description() -> String {
-    #[cfg(all(feature = "threads", not(feature = "relaxed-simd")))]
-    return format!("CPU (wasm, {} threads)", rayon::current_num_threads());
-    #[cfg(feature = "relaxed-simd")]
-    return format!("CPU (wasm, {} threads, relaxed SIMD)", rayon::current_num_threads());
+    #[cfg(feature = "threads")]
+    return format!(
+        "CPU (wasm, {} threads{})",
+        rayon::current_num_threads(),
+        if cfg!(feature = "relaxed-simd") { ", relaxed SIMD" } else { "" }
+    );
     #[cfg(not(feature = "threads"))]
     return "CPU (wasm)".to_string();
 }

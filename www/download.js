@@ -57,8 +57,7 @@ export function fileStream(file, onProgress = () => {}) {
 }
 
 // Reads a stream of byte chunks into one Uint8Array (small files, or a browser that cannot hand a stream to the
-// worker).
-// `size`, when known, sizes the buffer up front (else it doubles as the bytes arrive).
+// worker). `size`, when known, sizes the buffer up front (else it doubles as the bytes arrive).
 export async function streamBytes(stream, size = 0) {
   return readAll(stream, size, () => {});
 }

@@ -1,4 +1,4 @@
-// What this browser's WebAssembly can run beyond the baseline, checked before loading a package that needs it.
+// What this browser's WebAssembly can run beyond the baseline, and so which threaded package to load.
 
 // Whether this browser's WebAssembly has relaxed SIMD: a one-function module using f32x4.relaxed_madd validates.
 export function relaxedSimd() {
@@ -10,4 +10,11 @@ export function relaxedSimd() {
     0x03, 0x02, 0x01, 0x00, // one function of type 0
     0x0a, body.length + 2, 0x01, body.length, ...body, // its code
   ]));
+}
+
+// The threaded CPU package for this browser: the relaxed-SIMD variant where it loads (Chromium), else the plain one
+// (Safari). An absolute URL, resolved from this file's place beside pkg/, so any worker can import it.
+export function threadedPackageUrl() {
+  const dir = relaxedSimd() ? 'threads-relaxed' : 'threads';
+  return new URL(`../pkg/${dir}/advclip.js`, import.meta.url).href;
 }

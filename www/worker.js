@@ -4,7 +4,7 @@
 // { id, ok: false, error }. `ms` is the time the call itself took (queue wait excluded). Byte arrays travel as
 // Uint8Array with their buffers transferred, both ways.
 
-import { relaxedSimd } from './wasm-features.js';
+import { threadedPackageUrl } from './wasm-features.js';
 
 let session = null;
 let queue = Promise.resolve();
@@ -17,10 +17,7 @@ const ops = {
     let gpuMissing = null;
     if (backend === 'auto' && pool > 1 && self.crossOriginIsolated) gpuMissing = await webgpuMissing();
     const threaded = pool > 1 && self.crossOriginIsolated && (backend === 'cpu' || gpuMissing !== null);
-    // Browsers with relaxed SIMD (Chromium) get the threaded build's variant whose matrix kernel uses its fused
-    // multiply-add; a module holding relaxed instructions does not even load elsewhere (Safari), so check first.
-    const threadedUrl = relaxedSimd() ? '../pkg/threads-relaxed/advclip.js' : '../pkg/threads/advclip.js';
-    let mod = threaded ? await loadPackage(threadedUrl, pool).catch((e) => {
+    let mod = threaded ? await loadPackage(threadedPackageUrl(), pool).catch((e) => {
       console.warn(`the threaded CPU build did not load, using the single-threaded one: ${message(e)}`);
       return null;
     }) : null;

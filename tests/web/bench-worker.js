@@ -20,8 +20,8 @@ self.timeIt = async (work, seconds, warm) => {
 self.onmessage = async ({ data: { op, pool, code, args } }) => {
   try {
     if (op === 'init') {
-      // The package the page would load (www/worker.js): the relaxed-SIMD variant of the threaded one where it runs.
-      const threaded = (await import('/wasm-features.js')).relaxedSimd() ? '/pkg/threads-relaxed/advclip.js' : '/pkg/threads/advclip.js';
+      // The threaded package the page would load (www/wasm-features.js): relaxed SIMD or not.
+      const threaded = (await import('/wasm-features.js')).threadedPackageUrl();
       self.advclip = await import(pool > 1 ? threaded : '/pkg/advclip.js');
       await self.advclip.default();
       if (pool > 1) await self.advclip.initThreadPool(pool);
