@@ -35,8 +35,9 @@ function readSafetensors(file) {
 
 const reference = readSafetensors(path.join(fixtures, 'tiny/reference.safetensors'));
 const names = fs.readdirSync(path.join(fixtures, 'images')).filter((n) => n.endsWith('.png')).sort();
-const images = names.map((n) => [...fs.readFileSync(path.join(fixtures, 'images', n))]);
-const weights = [...fs.readFileSync(path.join(fixtures, 'tiny/model.safetensors'))];
+// The fixtures reach the worker over HTTP (routed by Playwright below): a 6.7 MB file passed as a JS array through
+// page.evaluate and postMessage took most of a minute per package.
+const fixtureFiles = { model: 'tiny/model.safetensors', ...Object.fromEntries(names.map((n) => [n, `images/${n}`])) };
 const config = fs.readFileSync(path.join(fixtures, 'tiny/config.json'), 'utf8');
 const labels = ['cat', 'dog', 'red square'];
 
@@ -48,7 +49,14 @@ const check = (ok, what) => {
 
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
 try {
-  const page = await browser.newPage();
+  const context = await browser.newContext();
+  await context.route(`${base}/__fixtures/**`, (route) => {
+    const name = decodeURIComponent(new URL(route.request().url()).pathname.replace('/__fixtures/', ''));
+    const file = fixtureFiles[name];
+    if (file) route.fulfill({ status: 200, body: fs.readFileSync(path.join(fixtures, file)) });
+    else route.fulfill({ status: 404 });
+  });
+  const page = await context.newPage();
   await page.route('**/favicon.ico', (route) => route.fulfill({ status: 204 })); // no 404 in the log
   page.on('console', (m) => { if (m.type() === 'error') console.error(`[page] ${m.text()}`); });
   await page.goto(`${base}/wasm-features.js`); // any page of the origin: advclip serve isolates every response
@@ -68,17 +76,23 @@ try {
       console.log(`skip ${url}: not built (see build-web's warning about rust-src)`);
       continue;
     }
-    const result = await page.evaluate(async ({ url, pool, base, weights, config, images, labels }) => {
+    const result = await page.evaluate(async ({ url, pool, base, config, names, labels }) => {
       // A module worker per package (a pool thread blocks, which the page's main thread may not).
       const code = `
-        self.onmessage = async ({ data: { url, pool, weights, config, images, labels } }) => {
+        const bytes = async (url) => {
+          const r = await fetch(url);
+          if (!r.ok) throw new Error(url + ': HTTP ' + r.status);
+          return new Uint8Array(await r.arrayBuffer());
+        };
+        self.onmessage = async ({ data: { url, pool, base, config, names, labels } }) => {
           try {
+            const weights = await bytes(base + '/__fixtures/model');
+            const imgs = await Promise.all(names.map((n) => bytes(base + '/__fixtures/' + encodeURIComponent(n))));
             const mod = await import(url);
             await mod.default();
             if (pool > 1) await mod.initThreadPool(pool);
             const s = await mod.Session.create('cpu');
-            await s.loadModel(new Uint8Array(weights), config, 'tiny');
-            const imgs = images.map((b) => new Uint8Array(b));
+            await s.loadModel(weights, config, 'tiny');
             const batch = await s.classify(imgs, labels, 'a photo of a {}.', labels.length);
             const alone = await s.classify([imgs[0]], labels, 'a photo of a {}.', labels.length);
             postMessage({ ok: true, adapter: s.adapter(), batch, alone });
@@ -90,9 +104,9 @@ try {
       return await new Promise((resolve) => {
         worker.onerror = (e) => resolve({ ok: false, error: e.message || 'the worker failed' });
         worker.onmessage = ({ data }) => { worker.terminate(); resolve(data); };
-        worker.postMessage({ url: base + url, pool, weights, config, images, labels });
+        worker.postMessage({ url: base + url, pool, base, config, names, labels });
       });
-    }, { url, pool, base, weights, config, images, labels });
+    }, { url, pool, base, config, names, labels });
     if (!result.ok) {
       check(false, `${url}: ${result.error}`);
       continue;
