@@ -147,8 +147,15 @@ impl AdvClipTrainer {
         let clean = clean.detach();
         let patched = model.image_features(normalize_pixels(adversarial.clone()));
         let text = text_features.map(|t| t.detach());
-        let gan =
-            if with_gan { binary_cross_entropy(self.discriminator.forward(adversarial.clone()), 1.0) } else { zero() };
+        // The discriminator's own gradients are not wanted here (its step is done): a copy without them leaves
+        // autodiff only the path back to the patch, a third less work through the discriminator. That copy's
+        // BatchNorm running averages are its own, so this pass no longer updates the discriminator's; they matter
+        // only in eval mode, which training never enters (batch statistics throughout).
+        let gan = if with_gan {
+            binary_cross_entropy(self.discriminator.clone().no_grad().forward(adversarial.clone()), 1.0)
+        } else {
+            zero()
+        };
         let embedding = embedding_deviation_loss(clean.clone(), patched.clone(), text.clone(), w.beta);
         let topology = topology_deviation_loss(clean.clone(), patched.clone(), text, w.gamma);
         let reconstruction = mse(adversarial, images);

@@ -6,6 +6,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::{leaky_relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
+use super::dcgan_conv::conv2d_forward;
 use super::generator::dcgan_init;
 use crate::error::{Error, Result};
 
@@ -59,14 +60,14 @@ impl PatchDiscriminator {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for block in &self.blocks {
-            x = block.conv.forward(x);
+            x = conv2d_forward(&block.conv, x);
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
             x = leaky_relu(x, 0.2);
         }
         let batch = x.dims()[0];
-        sigmoid(self.head.forward(x).reshape([batch, 1]))
+        sigmoid(conv2d_forward(&self.head, x).reshape([batch, 1]))
     }
 
     /// Clips every parameter to [-WEIGHT_CLIP, WEIGHT_CLIP] (WGAN-style), keeping parameter ids for the optimizer.

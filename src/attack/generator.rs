@@ -6,6 +6,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::{Device, Tensor};
 
+use super::dcgan_conv::conv_transpose2d_forward;
 use crate::error::{Error, Result};
 
 /// Length of the noise vector z.
@@ -88,9 +89,9 @@ impl PatchGenerator {
     pub fn forward(&self, noise: Tensor<4>) -> Tensor<3> {
         let mut x = noise;
         for block in &self.blocks {
-            x = relu(block.norm.forward(block.conv.forward(x)));
+            x = relu(block.norm.forward(conv_transpose2d_forward(&block.conv, x)));
         }
-        let images = tanh(self.to_rgb.forward(x)); // [B, 3, S, S]
+        let images = tanh(conv_transpose2d_forward(&self.to_rgb, x)); // [B, 3, S, S]
         let s = self.image_size;
         // Each colour plane becomes one sample whose B channels are the B images' planes.
         let planes = images.swap_dims(0, 1); // [3, B, S, S]
