@@ -7,21 +7,25 @@
 //! through autodiff, two backward. Measured on an AdvCLIP step at batch 8 on the bundled model: about 12 % less
 //! time in the page (relaxed-SIMD build, 2 threads) and 9 % natively (README, "Training in the page"). On 8 x 8 maps
 //! and larger the extra copies of the activations cost more than the wider product gains, so Burn's convolution stays.
+//! On a GPU backend Burn's own convolution kernels stay everywhere: there the product form only adds kernels (with
+//! it on WebGPU too, the wasm-bindgen tests' AdvCLIP steps on SwiftShader took the suite from 160 to 264 s).
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::Tensor;
 use burn::tensor::ops::PadMode;
 
+use crate::model::batch_split::is_cpu;
+
 /// Maps of at most this many pixels per image (the convolution's output, or a transposed convolution's input) take
 /// the product form.
 pub const SMALL_MAP_PIXELS: usize = 16;
 
-/// `conv.forward(x)`, as one product for the discriminator's small maps: kernel 4, stride 2, padding 1, and a kernel
+/// `conv.forward(x)`, on the CPU as one product for the discriminator's small maps: kernel 4, stride 2, padding 1, and a kernel
 /// as large as its unpadded input (the head, which leaves one pixel).
 pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
-    let plain = conv.bias.is_none() && conv.groups == 1 && conv.dilation == [1, 1];
+    let plain = conv.bias.is_none() && conv.groups == 1 && conv.dilation == [1, 1] && is_cpu(&x.device());
     let stride2_pad1 = matches!(conv.padding, PaddingConfig2d::Explicit(1, 1, 1, 1)) && conv.stride == [2, 2];
     if plain && stride2_pad1 && conv.kernel_size == [4, 4] && h % 2 == 0 && w % 2 == 0 && h * w / 4 <= SMALL_MAP_PIXELS
     {
@@ -33,11 +37,15 @@ pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv.forward(x)
 }
 
-/// `conv.forward(x)`, as one product for the generator's small maps: kernel 4, stride 2, padding 1, and a 1 x 1
+/// `conv.forward(x)`, on the CPU as one product for the generator's small maps: kernel 4, stride 2, padding 1, and a 1 x 1
 /// input (the noise) spread over the whole kernel.
 pub fn conv_transpose2d_forward(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
-    let plain = conv.bias.is_none() && conv.groups == 1 && conv.dilation == [1, 1] && conv.padding_out == [0, 0];
+    let plain = conv.bias.is_none()
+        && conv.groups == 1
+        && conv.dilation == [1, 1]
+        && conv.padding_out == [0, 0]
+        && is_cpu(&x.device());
     if plain
         && conv.kernel_size == [4, 4]
         && conv.stride == [2, 2]
