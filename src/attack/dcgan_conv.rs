@@ -5,7 +5,7 @@
 //! 4 x 4 maps that product is 16 columns wide, so the matrix kernel runs its narrowest tile and repacks the layer's
 //! weights (8 M values) once per image. Folding the batch into the product gives one wide product forward and,
 //! through autodiff, two backward. Measured on an AdvCLIP step at batch 8 on the bundled model: about 12 % less
-//! time in the page (relaxed-SIMD build, 2 threads) and 9 % natively (README, "Training in the page"). On 8 x 8 maps
+//! time in the page (relaxed-SIMD build, 2 threads) and 9 % natively (README, "The browser's speed"). On 8 x 8 maps
 //! and larger the extra copies of the activations cost more than the wider product gains, so Burn's convolution stays.
 //! On a GPU backend Burn's own convolution kernels stay everywhere: there the product form only adds kernels (with
 //! it on WebGPU too, the wasm-bindgen tests' AdvCLIP steps on SwiftShader took the suite from 160 to 264 s).
@@ -21,8 +21,8 @@ use crate::model::batch_split::is_cpu;
 /// the product form.
 pub const SMALL_MAP_PIXELS: usize = 16;
 
-/// `conv.forward(x)`, on the CPU as one product for the discriminator's small maps: kernel 4, stride 2, padding 1, and a kernel
-/// as large as its unpadded input (the head, which leaves one pixel).
+/// `conv.forward(x)`, on the CPU as one product for the discriminator's small maps: kernel 4, stride 2, padding 1,
+/// and a kernel as large as its unpadded input (the head, which leaves one pixel).
 pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     let plain = conv.bias.is_none() && conv.groups == 1 && conv.dilation == [1, 1] && is_cpu(&x.device());
@@ -37,8 +37,8 @@ pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv.forward(x)
 }
 
-/// `conv.forward(x)`, on the CPU as one product for the generator's small maps: kernel 4, stride 2, padding 1, and a 1 x 1
-/// input (the noise) spread over the whole kernel.
+/// `conv.forward(x)`, on the CPU as one product for the generator's small maps: kernel 4, stride 2, padding 1, and
+/// a 1 x 1 input (the noise) spread over the whole kernel.
 pub fn conv_transpose2d_forward(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     let plain = conv.bias.is_none()
@@ -97,22 +97,15 @@ pub fn conv_transpose4_stride2_pad1(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4
     let spread = pixels.matmul(weight.reshape([c, co * 16])).reshape([b, h, w, co, 2, 2, 2, 2]); // [.., a, p, a2, q]
     // Input pixel i with kernel row kh = 2a + p lands on row 2i + kh = 2(i + a) + p of the uncropped output: block
     // row i + a, parity p. So each of the four (a, a2) is a whole-block shift, and the shifted blocks add up.
-    let mut blocks: Option<Tensor<6>> = None;
-    for a in 0..2 {
-        for a2 in 0..2 {
-            let part = spread
-                .clone()
-                .slice([0..b, 0..h, 0..w, 0..co, a..a + 1, 0..2, a2..a2 + 1, 0..2])
-                .reshape([b, h, w, co, 2, 2])
-                .pad([(0, 0), (a, 1 - a), (a2, 1 - a2), (0, 0), (0, 0), (0, 0)], PadMode::Constant(0.0)); // [B, H+1, W+1, Co, p, q]
-            blocks = Some(match blocks {
-                Some(sum) => sum + part,
-                None => part,
-            });
-        }
-    }
+    let shifted = |a: usize, a2: usize| {
+        spread
+            .clone()
+            .slice([0..b, 0..h, 0..w, 0..co, a..a + 1, 0..2, a2..a2 + 1, 0..2])
+            .reshape([b, h, w, co, 2, 2])
+            .pad([(0, 0), (a, 1 - a), (a2, 1 - a2), (0, 0), (0, 0), (0, 0)], PadMode::Constant(0.0))
+    }; // [B, H+1, W+1, Co, p, q]
+    let blocks = shifted(0, 0) + shifted(0, 1) + shifted(1, 0) + shifted(1, 1);
     let full = blocks
-        .expect("four shifts")
         .permute([0, 3, 1, 4, 2, 5]) // [B, Co, H+1, p, W+1, q]
         .reshape([b, co, 2 * h + 2, 2 * w + 2]);
     // Padding 1 crops one row and column on each side.
