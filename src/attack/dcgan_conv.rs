@@ -8,7 +8,7 @@
 //! time in the page (relaxed-SIMD build, 2 threads) and 9 % natively (README, "The browser's speed"). On 8 x 8 maps
 //! and larger the extra copies of the activations cost more than the wider product gains, so Burn's convolution stays.
 //! On a GPU backend Burn's own convolution kernels stay everywhere: there the product form only adds kernels (with
-//! it on WebGPU too, the wasm-bindgen tests' AdvCLIP steps on SwiftShader took the suite from 160 to 264 s).
+//! it on WebGPU too, the wasm-bindgen suite, whose AdvCLIP steps run on SwiftShader, took 264 s; 150-199 s without).
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
