@@ -19,11 +19,11 @@ use crate::model::batch_split::is_cpu;
 
 /// Maps of at most this many pixels per image (the convolution's output, or a transposed convolution's input) take
 /// the product form.
-pub const SMALL_MAP_PIXELS: usize = 16;
+const SMALL_MAP_PIXELS: usize = 16;
 
 /// `conv.forward(x)`, on the CPU as one product for the discriminator's small maps: kernel 4, stride 2, padding 1,
 /// and a kernel as large as its unpadded input (the head, which leaves one pixel).
-pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+pub(super) fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     let plain = conv.bias.is_none() && conv.groups == 1 && conv.dilation == [1, 1] && is_cpu(&x.device());
     let stride2_pad1 = matches!(conv.padding, PaddingConfig2d::Explicit(1, 1, 1, 1)) && conv.stride == [2, 2];
@@ -39,7 +39,7 @@ pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 /// `conv.forward(x)`, on the CPU as one product for the generator's small maps: kernel 4, stride 2, padding 1, and
 /// a 1 x 1 input (the noise) spread over the whole kernel.
-pub fn conv_transpose2d_forward(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+pub(super) fn conv_transpose2d_forward(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     let plain = conv.bias.is_none()
         && conv.groups == 1
@@ -62,7 +62,7 @@ pub fn conv_transpose2d_forward(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<
 
 /// Conv2d, kernel 4, stride 2, padding 1, no bias: x [B, C, H, W] with H and W even, weight [Co, C, 4, 4],
 /// output [B, Co, H/2, W/2].
-pub fn conv4_stride2_pad1(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+fn conv4_stride2_pad1(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     let co = weight.dims()[0];
     let (ho, wo) = (h / 2, w / 2);
@@ -81,7 +81,7 @@ pub fn conv4_stride2_pad1(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
 
 /// Conv2d whose kernel covers its whole unpadded input (any stride): x [B, C, H, W], weight [Co, C, H, W],
 /// output [B, Co, 1, 1].
-pub fn conv_whole_map(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+fn conv_whole_map(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     let co = weight.dims()[0];
     x.reshape([b, c * h * w]).matmul(weight.reshape([co, c * h * w]).transpose()).reshape([b, co, 1, 1])
@@ -89,7 +89,7 @@ pub fn conv_whole_map(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
 
 /// ConvTranspose2d, kernel 4, stride 2, padding 1, no bias: x [B, C, H, W], weight [C, Co, 4, 4], output
 /// [B, Co, 2H, 2W].
-pub fn conv_transpose4_stride2_pad1(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+fn conv_transpose4_stride2_pad1(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     let co = weight.dims()[1];
     // Every input pixel times the kernel, in the weight's own layout (never copied): [B*H*W, Co*16].
@@ -114,7 +114,7 @@ pub fn conv_transpose4_stride2_pad1(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4
 
 /// ConvTranspose2d of a 1 x 1 input with no padding (any stride): x [B, C, 1, 1], weight [C, Co, kh, kw], output
 /// [B, Co, kh, kw], each input pixel spread over the whole kernel.
-pub fn conv_transpose_from_pixel(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+fn conv_transpose_from_pixel(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
     let [b, c, _, _] = x.dims();
     let [_, co, kh, kw] = weight.dims();
     x.reshape([b, c]).matmul(weight.reshape([c, co * kh * kw])).reshape([b, co, kh, kw])
@@ -130,47 +130,41 @@ mod tests {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
     }
 
-    /// The product form against Burn's own convolution (another implementation: im2col per image, col2im), forward
-    /// and the input's gradient, through the autodiff the training uses.
-    fn assert_same(reference: impl Fn(Tensor<4>) -> Tensor<4>, ours: impl Fn(Tensor<4>) -> Tensor<4>, x: Tensor<4>) {
-        let xr = x.clone().require_grad();
-        let xo = x.require_grad();
+    /// The product form against Burn's own convolution (another implementation: im2col per image, col2im): the
+    /// output, and the gradients of the input and of `weight`, through the autodiff the training uses.
+    fn assert_same(
+        reference: impl Fn(Tensor<4>) -> Tensor<4>,
+        ours: impl Fn(Tensor<4>) -> Tensor<4>,
+        x: Tensor<4>,
+        weight: Tensor<4>,
+    ) {
+        let (xr, xo) = (x.clone().require_grad(), x.require_grad());
         let (yr, yo) = (reference(xr.clone()), ours(xo.clone()));
         assert_eq!(yr.dims(), yo.dims());
-        yo.clone().into_data().assert_approx_eq::<f32>(&yr.clone().into_data(), Tolerance::absolute(1e-4));
+        let close = |a: Tensor<4>, b: Tensor<4>| {
+            a.into_data().assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-4))
+        };
+        close(yo.clone(), yr.clone());
         // A fixed random weighting of the outputs, so that every output's gradient counts.
         let weighting = random(yr.dims(), &yr.device());
         let (gr, go) = ((yr * weighting.clone()).sum().backward(), (yo * weighting).sum().backward());
-        let (dr, d_o) = (xr.grad(&gr).unwrap(), xo.grad(&go).unwrap());
-        d_o.into_data().assert_approx_eq::<f32>(&dr.into_data(), Tolerance::absolute(1e-4));
-    }
-
-    /// The weight's gradient, both ways.
-    fn assert_same_weight_grad(weight: Tensor<4>, reference: Tensor<4>, ours: Tensor<4>) {
-        let weighting = random(reference.dims(), &reference.device());
-        let grad_of = |y: Tensor<4>| weight.grad(&(y * weighting.clone()).sum().backward()).unwrap();
-        let (gr, go) = (grad_of(reference), grad_of(ours));
-        go.into_data().assert_approx_eq::<f32>(&gr.into_data(), Tolerance::absolute(1e-4));
+        close(xo.grad(&go).unwrap(), xr.grad(&gr).unwrap());
+        close(weight.grad(&go).unwrap(), weight.grad(&gr).unwrap());
     }
 
     #[test]
     fn stride2_conv_matches_burn() {
         let device = Device::flex().autodiff();
         device.seed(3);
+        // Outputs of 12, 1 and 10 pixels: all take the product form.
         for (c, co, h, w) in [(3, 5, 8, 6), (4, 2, 2, 2), (6, 3, 4, 10)] {
             let conv = Conv2dConfig::new([c, co], [4, 4])
                 .with_stride([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .with_bias(false)
                 .init(&device);
-            assert_same(
-                |x| conv.forward(x),
-                |x| conv4_stride2_pad1(x, conv.weight.val()),
-                random([2, c, h, w], &device),
-            );
             let x = random([3, c, h, w], &device);
-            let ours = conv4_stride2_pad1(x.clone(), conv.weight.val());
-            assert_same_weight_grad(conv.weight.val(), conv.forward(x), ours);
+            assert_same(|x| conv.forward(x), |x| conv2d_forward(&conv, x), x, conv.weight.val());
         }
     }
 
@@ -179,25 +173,23 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(4);
         let conv = Conv2dConfig::new([5, 2], [3, 3]).with_stride([2, 2]).with_bias(false).init(&device);
-        assert_same(|x| conv.forward(x), |x| conv2d_forward(&conv, x), random([4, 5, 3, 3], &device));
         let x = random([4, 5, 3, 3], &device);
-        assert_same_weight_grad(conv.weight.val(), conv.forward(x.clone()), conv2d_forward(&conv, x));
+        assert_same(|x| conv.forward(x), |x| conv2d_forward(&conv, x), x, conv.weight.val());
     }
 
     #[test]
     fn stride2_transposed_conv_matches_burn() {
         let device = Device::flex().autodiff();
         device.seed(5);
+        // Inputs of 12, 1 and 12 pixels: all take the product form.
         for (c, co, h, w) in [(3, 5, 4, 3), (2, 4, 1, 1), (5, 3, 6, 2)] {
             let conv = ConvTranspose2dConfig::new([c, co], [4, 4])
                 .with_stride([2, 2])
                 .with_padding([1, 1])
                 .with_bias(false)
                 .init(&device);
-            let ours = |x| conv_transpose4_stride2_pad1(x, conv.weight.val());
-            assert_same(|x| conv.forward(x), ours, random([2, c, h, w], &device));
             let x = random([3, c, h, w], &device);
-            assert_same_weight_grad(conv.weight.val(), conv.forward(x.clone()), ours(x));
+            assert_same(|x| conv.forward(x), |x| conv_transpose2d_forward(&conv, x), x, conv.weight.val());
         }
     }
 
@@ -206,9 +198,8 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(6);
         let conv = ConvTranspose2dConfig::new([7, 3], [4, 4]).with_bias(false).init(&device);
-        assert_same(|x| conv.forward(x), |x| conv_transpose2d_forward(&conv, x), random([2, 7, 1, 1], &device));
         let x = random([2, 7, 1, 1], &device);
-        assert_same_weight_grad(conv.weight.val(), conv.forward(x.clone()), conv_transpose2d_forward(&conv, x));
+        assert_same(|x| conv.forward(x), |x| conv_transpose2d_forward(&conv, x), x, conv.weight.val());
     }
 
     #[test]

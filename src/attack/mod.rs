@@ -2,7 +2,7 @@
 
 pub mod advclip;
 pub mod camera;
-pub mod dcgan_conv;
+mod dcgan_conv;
 pub mod discriminator;
 pub mod generator;
 pub mod losses;
