@@ -2,7 +2,8 @@
 //! in the same run.
 //!
 //! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu` (also `cpu-whole`: the CPU without
-//! splitting batches across threads), `--no-torch`.
+//! splitting batches across threads), `--no-torch`, `--rounds N` (the whole table N times, then each column's ratio
+//! to PyTorch per round and the median of those ratios).
 //! PyTorch runs `benches/torch_clip_bench.py` with `$ADVCLIP_TORCH_PYTHON` (default `python3`); its column is
 //! skipped, with a note, when torch cannot be imported.
 
@@ -138,12 +139,15 @@ fn peak_rss_mib() -> Option<f64> {
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
-    let seconds: f64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(4.0);
-    let devices =
-        arg("--devices").unwrap_or_else(|| if cfg!(feature = "wgpu") { "cpu,wgpu".into() } else { "cpu".into() });
+/// One round: every asked device, then PyTorch; the rows, notes and each column's peak memory.
+struct Round {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    column_peaks: Vec<String>,
+    rss: Option<f64>,
+}
+
+fn run_round(devices: &str, seconds: f64, torch: bool) -> Round {
     let mut rows: Vec<Row> = IMAGE_BATCHES
         .iter()
         .map(|b| Row { what: format!("image encoder, batch {b} (images/s)"), per_second: vec![] })
@@ -178,30 +182,88 @@ fn main() {
         }
     }
     let rss = peak_rss_mib();
-    if !args.iter().any(|a| a == "--no-torch") {
+    if torch {
         notes.extend(bench_torch(seconds, &mut rows));
     }
+    Round { rows, notes, column_peaks, rss }
+}
 
+fn print_table(rows: &[Row]) {
     let columns: Vec<String> = rows[0].per_second.iter().map(|(c, _)| c.clone()).collect();
-    println!(
-        "\nCLIP ViT-B/32, fp32, random weights, {} threads, {seconds} s per cell, on {}\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        cpu_description()
-    );
     println!("| work | {} |", columns.join(" | "));
     println!("|---|{}", "---:|".repeat(columns.len()));
-    for row in &rows {
+    for row in rows {
         let cells: Vec<String> = row.per_second.iter().map(|(_, v)| format!("{v:.2}")).collect();
         println!("| {} | {} |", row.what, cells.join(" | "));
     }
-    if let Some(rss) = rss {
-        println!("\npeak resident memory of the advclip runs: {rss:.0} MiB");
+}
+
+/// Over several rounds: each advclip column's ratio to the PyTorch column of the same round, per round and their
+/// median (a shared machine's load drifts between rounds; a ratio within one round shares most of it).
+fn print_ratios(rounds: &[Round]) {
+    let first = &rounds[0].rows;
+    let Some(torch) = first[0].per_second.iter().position(|(c, _)| c.starts_with("pytorch")) else {
+        return;
+    };
+    let columns: Vec<usize> = (0..first[0].per_second.len()).filter(|&c| c != torch).collect();
+    let names: Vec<String> = columns.iter().map(|&c| format!("{} / pytorch", first[0].per_second[c].0)).collect();
+    println!("\nratios to PyTorch in each of the {} rounds, then their median:\n", rounds.len());
+    println!("| work | {} |", names.join(" | "));
+    println!("|---|{}", "---:|".repeat(names.len()));
+    for (r, row) in first.iter().enumerate() {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|&c| {
+                let mut ratios: Vec<f64> = rounds
+                    .iter()
+                    .map(|round| round.rows[r].per_second[c].1 / round.rows[r].per_second[torch].1)
+                    .collect();
+                let each = ratios.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(" / ");
+                ratios.sort_by(f64::total_cmp);
+                let mid = ratios.len() / 2;
+                let median = if ratios.len() % 2 == 1 { ratios[mid] } else { (ratios[mid - 1] + ratios[mid]) / 2.0 };
+                format!("{each} (**{median:.2}**)")
+            })
+            .collect();
+        println!("| {} | {} |", row.what, cells.join(" | "));
     }
-    if column_peaks.len() > 1 {
-        // Memory the allocator kept from an earlier column still counts in a later one's.
-        println!("peak resident memory per column (reset before each): {}", column_peaks.join(", "));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let seconds: f64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(4.0);
+    let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
+    let devices =
+        arg("--devices").unwrap_or_else(|| if cfg!(feature = "wgpu") { "cpu,wgpu".into() } else { "cpu".into() });
+    let torch = !args.iter().any(|a| a == "--no-torch");
+    let header = format!(
+        "CLIP ViT-B/32, fp32, random weights, {} threads, {seconds} s per cell, on {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_description()
+    );
+    let mut done = Vec::new();
+    for r in 0..rounds {
+        let round = run_round(&devices, seconds, torch);
+        if rounds > 1 {
+            println!("\nround {} of {rounds}: {header}\n", r + 1);
+        } else {
+            println!("\n{header}\n");
+        }
+        print_table(&round.rows);
+        if let Some(rss) = round.rss {
+            println!("\npeak resident memory of the advclip runs: {rss:.0} MiB");
+        }
+        if round.column_peaks.len() > 1 {
+            // Memory the allocator kept from an earlier column still counts in a later one's.
+            println!("peak resident memory per column (reset before each): {}", round.column_peaks.join(", "));
+        }
+        for note in &round.notes {
+            println!("note: {note}");
+        }
+        done.push(round);
     }
-    for note in notes {
-        println!("note: {note}");
+    if rounds > 1 {
+        print_ratios(&done);
     }
 }
