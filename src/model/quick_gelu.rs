@@ -14,6 +14,11 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
+/// Elements a pass hands to one thread: large enough that a chunk's work dwarfs rayon's hand-off, small enough to
+/// share a [B*50, 3072] buffer out.
+#[cfg(feature = "flex")]
+const CHUNK: usize = 1 << 15;
+
 /// `x * sigmoid(1.702 x)`.
 pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     match rewrite_in_place(x).or_else(tracked_on_cpu) {
@@ -54,7 +59,6 @@ fn tracked_on_cpu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> 
 /// For each `x`: `slope = y'(x)` and `rest = y(x) - x * slope`, `y` quick_gelu; chunked as `in_place`.
 #[cfg(feature = "flex")]
 fn slope_and_rest(values: &[f32], slope: &mut [f32], rest: &mut [f32]) {
-    const CHUNK: usize = 1 << 15;
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     if rayon::current_thread_index().is_none() {
         use rayon::prelude::*;
@@ -128,8 +132,6 @@ fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>
 /// (a lone image), on this thread inside it (a batch slice, model::batch_split, where every thread has a slice).
 #[cfg(feature = "flex")]
 fn in_place(values: &mut [f32]) {
-    // Large enough that a chunk's work dwarfs rayon's hand-off, small enough to share a [B*50, 3072] buffer out.
-    const CHUNK: usize = 1 << 15;
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     if rayon::current_thread_index().is_none() {
         use rayon::prelude::*;
