@@ -65,35 +65,17 @@ fn slope_and_rest(values: &[f32], slope: &mut [f32], rest: &mut [f32]) {
         values
             .par_chunks(CHUNK)
             .zip(slope.par_chunks_mut(CHUNK).zip(rest.par_chunks_mut(CHUNK)))
-            .for_each(|(x, (s, r))| slope_and_rest_chunk(x, s, r));
+            .for_each(|(x, (s, r))| on_widest_simd(|| slope_and_rest_chunk(x, s, r)));
         return;
     }
     for (x, (s, r)) in values.chunks(CHUNK).zip(slope.chunks_mut(CHUNK).zip(rest.chunks_mut(CHUNK))) {
-        slope_and_rest_chunk(x, s, r);
+        on_widest_simd(|| slope_and_rest_chunk(x, s, r));
     }
-}
-
-#[cfg(feature = "flex")]
-/// One chunk, on the widest SIMD the CPU has.
-fn slope_and_rest_chunk(x: &[f32], slope: &mut [f32], rest: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { slope_and_rest_avx2(x, slope, rest) };
-        return;
-    }
-    slope_and_rest_portable(x, slope, rest);
-}
-
-#[cfg(all(feature = "flex", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn slope_and_rest_avx2(x: &[f32], slope: &mut [f32], rest: &mut [f32]) {
-    slope_and_rest_portable(x, slope, rest)
 }
 
 #[cfg(feature = "flex")]
 #[inline(always)]
-fn slope_and_rest_portable(x: &[f32], slope: &mut [f32], rest: &mut [f32]) {
+fn slope_and_rest_chunk(x: &[f32], slope: &mut [f32], rest: &mut [f32]) {
     for ((&x, s), r) in x.iter().zip(slope.iter_mut()).zip(rest.iter_mut()) {
         // sigmoid(1.702 x) = 1 / (1 + e^(-1.702 x)); y = x * sig; y' = sig + 1.702 x sig (1 - sig).
         let sig = 1.0 / (1.0 + exp_branch_free(-1.702 * x));
@@ -135,33 +117,35 @@ fn in_place(values: &mut [f32]) {
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     if rayon::current_thread_index().is_none() {
         use rayon::prelude::*;
-        values.par_chunks_mut(CHUNK).for_each(in_place_chunk);
+        values.par_chunks_mut(CHUNK).for_each(|chunk| on_widest_simd(|| in_place_chunk(chunk)));
         return;
     }
-    values.chunks_mut(CHUNK).for_each(in_place_chunk);
+    values.chunks_mut(CHUNK).for_each(|chunk| on_widest_simd(|| in_place_chunk(chunk)));
 }
 
+/// Runs `kernel`, an element loop, compiled for the widest SIMD the CPU has: AVX2/FMA where it has them (detected
+/// at run time), the build's own target otherwise.
 #[cfg(feature = "flex")]
-/// One chunk, on the widest SIMD the CPU has.
-fn in_place_chunk(chunk: &mut [f32]) {
+#[inline(always)]
+fn on_widest_simd(kernel: impl FnOnce()) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { chunk_avx2(chunk) };
+        unsafe { with_avx2_fma(kernel) };
         return;
     }
-    chunk_portable(chunk);
+    kernel()
 }
 
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_avx2(values: &mut [f32]) {
-    chunk_portable(values)
+unsafe fn with_avx2_fma(kernel: impl FnOnce()) {
+    kernel()
 }
 
 #[cfg(feature = "flex")]
 #[inline(always)]
-fn chunk_portable(values: &mut [f32]) {
+fn in_place_chunk(values: &mut [f32]) {
     for v in values.iter_mut() {
         *v = quick_gelu_scalar(*v);
     }
