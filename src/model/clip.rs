@@ -154,6 +154,29 @@ pub(crate) mod tests {
         texts.into_data().assert_approx_eq::<f32>(&one_by_one_texts.into_data(), Tolerance::absolute(1e-5));
     }
 
+    /// The towers' pooled path, which runs the last block for the pooled rows alone, gives the whole pass's
+    /// outputs, and for images its gradient (the patch attack's), with texts pooling at different positions.
+    #[test]
+    fn the_last_block_on_the_pooled_rows_alone_matches_the_whole_pass() {
+        let device = Device::flex().autodiff();
+        let model = Clip::new(&small_config(), &device);
+        let pixels = Tensor::<4>::random([3, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weights = Tensor::<2>::random([3, 64], Distribution::Normal(0.0, 1.0), &device);
+        let pooled = model.vision_model.forward(pixels.clone());
+        let (whole, _) = model.vision_model.forward_with_hidden_states(pixels.clone());
+        let gradient = |out: Tensor<2>| pixels.grad(&(out * weights.clone()).sum().backward()).unwrap();
+        pooled.clone().into_data().assert_approx_eq::<f32>(&whole.clone().into_data(), Tolerance::absolute(1e-5));
+        gradient(pooled).into_data().assert_approx_eq::<f32>(&gradient(whole).into_data(), Tolerance::absolute(1e-5));
+
+        // Sequences of 3, 6 and 9 tokens pool at their last: the shorter ones' queries must not see the padding.
+        let sequences: Vec<Vec<u32>> =
+            (0..3).map(|i| (0..3 + 3 * i).map(|t| 1 + (11 * i + t) as u32).collect()).collect();
+        let tokens = TokenBatch::new(&sequences, 16, 1000).unwrap();
+        let pooled = model.text_model.forward(&tokens);
+        let (whole, _) = model.text_model.forward_with_hidden_states(&tokens);
+        pooled.into_data().assert_approx_eq::<f32>(&whole.into_data(), Tolerance::absolute(1e-5));
+    }
+
     #[test]
     fn token_batches_split_into_consecutive_rows() {
         let sequences: Vec<Vec<u32>> = (0..5).map(|i| vec![1, 2 + i as u32, 7]).collect();

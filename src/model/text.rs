@@ -131,12 +131,13 @@ impl TextTransformer {
     }
 
     /// Pooled output (final-LN hidden state at each EOT), [batch, hidden]. Runs only up to the last EOT
-    /// (`TokenBatch::trimmed`).
+    /// (`TokenBatch::trimmed`), and the last block for the EOT rows alone (`Encoder::forward_pooled`).
     pub fn forward(&self, tokens: &TokenBatch) -> Tensor<2> {
         let tokens = &*tokens.trimmed();
         let device = self.embeddings.token_embedding.weight.device();
-        let hidden = self.encoder.forward(self.embed(tokens, &device), Some(causal_mask(tokens.length, &device)), None);
-        self.pool(self.final_layer_norm.forward(hidden), tokens)
+        let embedded = self.embed(tokens, &device);
+        let mask = Some(causal_mask(tokens.length, &device));
+        self.final_layer_norm.forward(self.encoder.forward_pooled(embedded, mask, &tokens.eot_positions, true))
     }
 
     /// Like `forward`, also returning the encoder input and every block's output.

@@ -72,9 +72,11 @@ impl VisionTransformer {
         self.pre_layernorm.forward(tokens + positions)
     }
 
-    /// Pooled output (post-LN class token), [batch, hidden]; `pixels` are CLIP-normalised [batch, 3, H, W].
+    /// Pooled output (post-LN class token), [batch, hidden]; `pixels` are CLIP-normalised [batch, 3, H, W]. The last
+    /// block runs for the class token alone (`Encoder::forward_pooled`).
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
-        self.pool(self.encoder.forward(self.embed(pixels), None, None))
+        let batch = pixels.dims()[0];
+        self.post_layernorm.forward(self.encoder.forward_pooled(self.embed(pixels), None, &vec![0; batch], false))
     }
 
     /// Like `forward`, also returning the encoder input and every block's output.
