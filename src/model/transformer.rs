@@ -165,9 +165,7 @@ impl Encoder {
         }
         x
     }
-}
 
-impl Encoder {
     /// The last block's output at one position per sequence, [batch, width]: the only rows a tower pools.
     ///
     /// The blocks before the last run whole. The last one computes keys and values for every token but its query,
@@ -183,6 +181,7 @@ impl Encoder {
         causal: bool,
     ) -> Tensor<2> {
         let [batch, tokens, width] = x.dims();
+        debug_assert!(positions.len() == batch && positions.iter().all(|&p| p < tokens), "one position per sequence");
         let device = x.device();
         let flat: Vec<i64> = positions.iter().enumerate().map(|(b, &p)| (b * tokens + p) as i64).collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(flat, [batch]), &device);
