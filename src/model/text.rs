@@ -2,10 +2,10 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::{Activation, TextConfig};
-use super::transformer::{Encoder, EncoderShape, layer_norm};
+use super::transformer::{Encoder, EncoderShape, causal_mask, layer_norm};
 use crate::error::{Error, Result};
 use crate::tokenizer::EOT;
 
@@ -135,9 +135,11 @@ impl TextTransformer {
     pub fn forward(&self, tokens: &TokenBatch) -> Tensor<2> {
         let tokens = &*tokens.trimmed();
         let device = self.embeddings.token_embedding.weight.device();
-        let embedded = self.embed(tokens, &device);
-        let mask = Some(causal_mask(tokens.length, &device));
-        self.final_layer_norm.forward(self.encoder.forward_pooled(embedded, mask, &tokens.eot_positions, true))
+        self.final_layer_norm.forward(self.encoder.forward_pooled(
+            self.embed(tokens, &device),
+            &tokens.eot_positions,
+            true,
+        ))
     }
 
     /// Like `forward`, also returning the encoder input and every block's output.
@@ -158,10 +160,4 @@ impl TextTransformer {
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &hidden.device());
         hidden.reshape([batch * length, width]).select(0, rows)
     }
-}
-
-/// [n, n], true above the diagonal: a token may not attend to later tokens.
-fn causal_mask(n: usize, device: &Device) -> Tensor<2, Bool> {
-    let mask: Vec<bool> = (0..n * n).map(|i| i % n > i / n).collect();
-    Tensor::from_data(TensorData::new(mask, [n, n]), device)
 }

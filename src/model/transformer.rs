@@ -171,30 +171,28 @@ impl Encoder {
     /// The blocks before the last run whole. The last one computes keys and values for every token but its query,
     /// output projection and MLP for `positions` alone (`EncoderLayer::forward_rows`): ~10/12 of that block's
     /// multiply-adds, so about 7 % of a ViT-B/32 pass, with outputs equal to the whole pass's within rounding.
-    /// `causal`: the sequences attend only backwards (the text tower), so each position's query sees keys up to
-    /// its own.
-    pub fn forward_pooled(
-        &self,
-        x: Tensor<3>,
-        mask: Option<Tensor<2, Bool>>,
-        positions: &[usize],
-        causal: bool,
-    ) -> Tensor<2> {
+    /// `causal`: the sequences attend only backwards (the text tower, `causal_mask`), so each pooled query sees
+    /// the keys up to its own position: its row of that mask.
+    pub fn forward_pooled(&self, x: Tensor<3>, positions: &[usize], causal: bool) -> Tensor<2> {
         let [batch, tokens, width] = x.dims();
         debug_assert!(positions.len() == batch && positions.iter().all(|&p| p < tokens), "one position per sequence");
         let device = x.device();
-        let flat: Vec<i64> = positions.iter().enumerate().map(|(b, &p)| (b * tokens + p) as i64).collect();
-        let rows = Tensor::<1, Int>::from_data(TensorData::new(flat, [batch]), &device);
+        let index = |values: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(values, [batch]), &device);
+        let rows = index(positions.iter().enumerate().map(|(b, &p)| (b * tokens + p) as i64).collect());
         let Some((last, before)) = self.layers.split_last() else {
             return x.reshape([batch * tokens, width]).select(0, rows);
         };
+        let mask = causal.then(|| causal_mask(tokens, &device));
         let x = before.iter().fold(x, |x, layer| layer.forward(x, mask.clone()));
-        let key_mask = causal.then(|| {
-            let later: Vec<bool> = positions.iter().flat_map(|&p| (0..tokens).map(move |j| j > p)).collect();
-            Tensor::<2, Bool>::from_data(TensorData::new(later, [batch, tokens]), &device)
-        });
+        let key_mask = mask.map(|m| m.select(0, index(positions.iter().map(|&p| p as i64).collect())));
         last.forward_rows(x, rows, key_mask).reshape([batch, width])
     }
+}
+
+/// [n, n], true above the diagonal: a token may not attend to later tokens.
+pub fn causal_mask(n: usize, device: &Device) -> Tensor<2, Bool> {
+    let mask: Vec<bool> = (0..n * n).map(|i| i % n > i / n).collect();
+    Tensor::from_data(TensorData::new(mask, [n, n]), device)
 }
 
 pub fn layer_norm(width: usize, eps: f64, device: &Device) -> LayerNorm {

@@ -76,7 +76,7 @@ impl VisionTransformer {
     /// block runs for the class token alone (`Encoder::forward_pooled`).
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
         let batch = pixels.dims()[0];
-        self.post_layernorm.forward(self.encoder.forward_pooled(self.embed(pixels), None, &vec![0; batch], false))
+        self.post_layernorm.forward(self.encoder.forward_pooled(self.embed(pixels), &vec![0; batch], false))
     }
 
     /// Like `forward`, also returning the encoder input and every block's output.
