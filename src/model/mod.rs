@@ -3,9 +3,12 @@
 pub(crate) mod batch_split;
 pub mod clip;
 pub mod config;
+mod cpu_math;
 mod cpu_tensor;
+mod linear;
 pub mod load;
 mod quick_gelu;
+pub mod softmax;
 pub mod safetensors_file;
 pub mod text;
 pub mod transformer;

@@ -14,6 +14,9 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
+#[cfg(feature = "flex")]
+use super::cpu_math::{exp_branch_free, on_widest_simd};
+
 /// Elements a pass hands to one thread: large enough that a chunk's work dwarfs rayon's hand-off, small enough to
 /// share a [B*50, 3072] buffer out.
 #[cfg(feature = "flex")]
@@ -123,26 +126,6 @@ fn in_place(values: &mut [f32]) {
     values.chunks_mut(CHUNK).for_each(|chunk| on_widest_simd(|| in_place_chunk(chunk)));
 }
 
-/// Runs `kernel`, an element loop, compiled for the widest SIMD the CPU has: AVX2/FMA where it has them (detected
-/// at run time), the build's own target otherwise.
-#[cfg(feature = "flex")]
-#[inline(always)]
-fn on_widest_simd(kernel: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { with_avx2_fma(kernel) };
-        return;
-    }
-    kernel()
-}
-
-#[cfg(all(feature = "flex", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn with_avx2_fma(kernel: impl FnOnce()) {
-    kernel()
-}
-
 #[cfg(feature = "flex")]
 #[inline(always)]
 fn in_place_chunk(values: &mut [f32]) {
@@ -157,30 +140,6 @@ fn in_place_chunk(values: &mut [f32]) {
 #[inline(always)]
 fn quick_gelu_scalar(x: f32) -> f32 {
     x / (1.0 + exp_branch_free(-1.702 * x))
-}
-
-#[cfg(feature = "flex")]
-/// `e^x` without branches or table lookups, so that a loop of it vectorises: `x = n ln2 + r` with `|r| <= ln2/2`,
-/// `e^r` by its degree-6 Taylor polynomial (truncation error under 1.3e-7 relative), `2^n` built in the exponent
-/// bits. The argument is clamped to [-87, 88] so that `2^n` stays a normal float: `e^x` saturates at 1.7e38 above
-/// and 1.6e-38 below, which quick_gelu turns into exactly `x` and a value under 1e-36 of `x`.
-#[inline(always)]
-fn exp_branch_free(x: f32) -> f32 {
-    const LOG2_E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split in two so that n * LN2_HI is exact for the n that occur.
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in float arithmetic, without a branch.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let shifted = x * LOG2_E + ROUND;
-    let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // `shifted`'s low mantissa bits hold n in two's complement (ROUND's are zero there): n + 127 shifted into the
-    // exponent field is 2^n, in integer operations that vectorise (a float-to-int cast would not, saturating).
-    let scale = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
-    p * scale
 }
 
 #[cfg(all(test, feature = "flex", not(target_arch = "wasm32")))]

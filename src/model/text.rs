@@ -5,7 +5,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::{Activation, TextConfig};
-use super::transformer::{Encoder, EncoderShape, causal_mask, layer_norm};
+use super::transformer::{Encoder, EncoderShape, layer_norm};
 use crate::error::{Error, Result};
 use crate::tokenizer::EOT;
 
@@ -146,11 +146,7 @@ impl TextTransformer {
     pub fn forward_with_hidden_states(&self, tokens: &TokenBatch) -> (Tensor<2>, Vec<Tensor<3>>) {
         let device = self.embeddings.token_embedding.weight.device();
         let mut states = Vec::new();
-        let hidden = self.encoder.forward(
-            self.embed(tokens, &device),
-            Some(causal_mask(tokens.length, &device)),
-            Some(&mut states),
-        );
+        let hidden = self.encoder.forward(self.embed(tokens, &device), true, Some(&mut states));
         (self.pool(self.final_layer_norm.forward(hidden), tokens), states)
     }
 

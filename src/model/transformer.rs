@@ -2,11 +2,12 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::Activation;
-use super::wasm_linear::linear;
+use super::softmax::{VisibleKeys, masked_softmax};
+use super::linear::linear;
 
 /// Multi-head self-attention with separate q/k/v projections (the Hugging Face layout).
 ///
@@ -27,37 +28,28 @@ impl SelfAttention {
         Self { q_proj: linear(), k_proj: linear(), v_proj: linear(), out_proj: linear(), num_heads }
     }
 
-    /// `x`: [batch, tokens, width]; `mask`: [tokens, tokens], true where a query may not look.
-    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        let [batch, tokens, _] = x.dims();
-        let mask = mask.map(|m| m.unsqueeze::<4>().expand([batch, self.num_heads, tokens, tokens]));
-        self.attend(x.clone(), x, mask)
+    /// `x`: [batch, tokens, width]; `causal`: each token looks at itself and the tokens before it only.
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        self.attend(x.clone(), x, if causal { VisibleKeys::Causal } else { VisibleKeys::All })
     }
 
-    /// Attention for one query row per sequence: `queries` [batch, 1, width] look at every token of `x`
-    /// [batch, tokens, width]; `key_mask` [batch, tokens], true where a sequence's query may not look.
-    pub fn forward_rows(&self, queries: Tensor<3>, x: Tensor<3>, key_mask: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        let [batch, tokens, _] = x.dims();
-        let mask = key_mask.map(|m| m.reshape([batch, 1, 1, tokens]).expand([batch, self.num_heads, 1, tokens]));
-        self.attend(queries, x, mask)
+    /// Attention for one query row per sequence: `queries` [batch, 1, width] look at the tokens of `x`
+    /// [batch, tokens, width], every one, or with `last_keys` [batch] those up to each sequence's own.
+    pub fn forward_rows(&self, queries: Tensor<3>, x: Tensor<3>, last_keys: Option<&[usize]>) -> Tensor<3> {
+        self.attend(queries, x, last_keys.map_or(VisibleKeys::All, VisibleKeys::UpTo))
     }
 
-    /// `queries` [batch, rows, width] attend to `x` [batch, tokens, width]; `mask` [batch, heads, rows, tokens].
-    fn attend(&self, queries: Tensor<3>, x: Tensor<3>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
+    /// `queries` [batch, rows, width] attend to `x` [batch, tokens, width], each row to the keys `visible` says.
+    fn attend(&self, queries: Tensor<3>, x: Tensor<3>, visible: VisibleKeys) -> Tensor<3> {
         let [batch, rows, width] = queries.dims();
         let tokens = x.dims()[1];
         let head_dim = width / self.num_heads;
         let split = |t: Tensor<3>, len: usize| t.reshape([batch, len, self.num_heads, head_dim]).swap_dims(1, 2);
-        let scale = (head_dim as f64).powf(-0.5);
-        let q = split(linear(&self.q_proj, queries), rows).mul_scalar(scale);
+        let q = split(linear(&self.q_proj, queries), rows);
         let k = split(linear(&self.k_proj, x.clone()), tokens);
         let v = split(linear(&self.v_proj, x), tokens);
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(mask) = mask {
-            // A finite fill keeps softmax and its gradient NaN-free on every backend.
-            scores = scores.mask_fill(mask, -1e9);
-        }
-        let weights = softmax(scores, 3);
+        // The 1/sqrt(head_dim) scale is applied to the scores inside the softmax's pass.
+        let weights = masked_softmax(q.matmul(k.swap_dims(2, 3)), (head_dim as f32).powf(-0.5), visible);
         let context = weights.matmul(v).swap_dims(1, 2).reshape([batch, rows, width]);
         linear(&self.out_proj, context)
     }
@@ -101,19 +93,19 @@ pub struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), mask);
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), causal);
         x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
     }
 
     /// The block's output at one row per sequence, [batch, 1, width]: `rows` [batch] indexes `x` flattened to
-    /// [batch * tokens, width]; `key_mask` as in `SelfAttention::forward_rows`. Every token still gives its key
+    /// [batch * tokens, width]; `last_keys` as in `SelfAttention::forward_rows`. Every token still gives its key
     /// and value, but the query, the attention's output projection and the MLP run on those rows alone.
-    pub fn forward_rows(&self, x: Tensor<3>, rows: Tensor<1, Int>, key_mask: Option<Tensor<2, Bool>>) -> Tensor<3> {
+    pub fn forward_rows(&self, x: Tensor<3>, rows: Tensor<1, Int>, last_keys: Option<&[usize]>) -> Tensor<3> {
         let [batch, tokens, width] = x.dims();
         let pick = |t: Tensor<3>| t.reshape([batch * tokens, width]).select(0, rows.clone()).reshape([batch, 1, width]);
         let normed = self.layer_norm1.forward(x.clone());
-        let x = pick(x) + self.self_attn.forward_rows(pick(normed.clone()), normed, key_mask);
+        let x = pick(x) + self.self_attn.forward_rows(pick(normed.clone()), normed, last_keys);
         x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
     }
 }
@@ -148,17 +140,18 @@ impl Encoder {
     }
 
     /// Runs every block; when `hidden_states` is given, pushes the input and each block's output into it.
+    /// `causal`: each token looks at itself and the tokens before it only (the text tower).
     pub fn forward(
         &self,
         mut x: Tensor<3>,
-        mask: Option<Tensor<2, Bool>>,
+        causal: bool,
         mut hidden_states: Option<&mut Vec<Tensor<3>>>,
     ) -> Tensor<3> {
         for layer in &self.layers {
             if let Some(states) = hidden_states.as_deref_mut() {
                 states.push(x.clone());
             }
-            x = layer.forward(x, mask.clone());
+            x = layer.forward(x, causal);
         }
         if let Some(states) = hidden_states {
             states.push(x.clone());
@@ -171,8 +164,8 @@ impl Encoder {
     /// The blocks before the last run whole. The last one computes keys and values for every token but its query,
     /// output projection and MLP for `positions` alone (`EncoderLayer::forward_rows`): ~10/12 of that block's
     /// multiply-adds, so about 7 % of a ViT-B/32 pass, with outputs equal to the whole pass's within rounding.
-    /// `causal`: the sequences attend only backwards (the text tower, `causal_mask`), so each pooled query sees
-    /// the keys up to its own position: its row of that mask.
+    /// `causal`: the sequences attend only backwards (the text tower), so each pooled query sees the keys up to its
+    /// own position.
     pub fn forward_pooled(&self, x: Tensor<3>, positions: &[usize], causal: bool) -> Tensor<2> {
         let [batch, tokens, width] = x.dims();
         debug_assert!(positions.len() == batch && positions.iter().all(|&p| p < tokens), "one position per sequence");
@@ -182,17 +175,9 @@ impl Encoder {
         let Some((last, before)) = self.layers.split_last() else {
             return x.reshape([batch * tokens, width]).select(0, rows);
         };
-        let mask = causal.then(|| causal_mask(tokens, &device));
-        let x = before.iter().fold(x, |x, layer| layer.forward(x, mask.clone()));
-        let key_mask = mask.map(|m| m.select(0, index(positions.iter().map(|&p| p as i64).collect())));
-        last.forward_rows(x, rows, key_mask).reshape([batch, width])
+        let x = before.iter().fold(x, |x, layer| layer.forward(x, causal));
+        last.forward_rows(x, rows, causal.then_some(positions)).reshape([batch, width])
     }
-}
-
-/// [n, n], true above the diagonal: a token may not attend to later tokens.
-pub fn causal_mask(n: usize, device: &Device) -> Tensor<2, Bool> {
-    let mask: Vec<bool> = (0..n * n).map(|i| i % n > i / n).collect();
-    Tensor::from_data(TensorData::new(mask, [n, n]), device)
 }
 
 pub fn layer_norm(width: usize, eps: f64, device: &Device) -> LayerNorm {

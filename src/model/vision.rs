@@ -82,7 +82,7 @@ impl VisionTransformer {
     /// Like `forward`, also returning the encoder input and every block's output.
     pub fn forward_with_hidden_states(&self, pixels: Tensor<4>) -> (Tensor<2>, Vec<Tensor<3>>) {
         let mut states = Vec::new();
-        let out = self.encoder.forward(self.embed(pixels), None, Some(&mut states));
+        let out = self.encoder.forward(self.embed(pixels), false, Some(&mut states));
         (self.pool(out), states)
     }
 

@@ -15,27 +15,19 @@
 //!   4 x 16 tile and its multiply-and-add (a throwaway wasm microbenchmark, 2026-12-01, Intel Xeon; without the fused
 //!   form the 2 x 16 tile was 18-31, no steadier than the 4 x 16 one).
 //!
-//! Either applies on the CPU backend outside autodiff, with f32 contiguous tensors; everything else, natively
-//! included, is Burn's `Linear`.
+//! Either applies on the CPU backend outside autodiff, with f32 contiguous tensors; `model::linear` chooses it
+//! there, and the native path or Burn's `Linear` everywhere else.
 // Outside the threaded browser build only the tests run the tiling (below): unused there otherwise.
 #![cfg_attr(not(all(target_arch = "wasm32", feature = "threads")), allow(dead_code))]
 
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 
-/// `layer.forward(x)` for `x` of [batch, tokens, d_input], on this kernel where it applies.
-pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    match simd_forward(layer, x) {
-        Ok(done) => done,
-        Err(x) => layer.forward(x),
-    }
-}
-
 /// The kernel's path: `x` and the layer's weights on the CPU backend, f32, contiguous, outside autodiff; any other
 /// input comes back untouched as the error.
 #[cfg(all(feature = "flex", feature = "threads", target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(clippy::result_large_err)] // both sides are the tensor handed back by value
-fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
+pub(super) fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
     // The plain build's tile is no faster than gemm inside a batch slice or on one thread; the fused one is.
     let one_thread_here = rayon::current_thread_index().is_some() || rayon::current_num_threads() < 2;
     if one_thread_here && !cfg!(feature = "relaxed-simd") {
@@ -77,7 +69,7 @@ fn simd_forward(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
 
 #[cfg(not(all(feature = "flex", feature = "threads", target_arch = "wasm32", target_feature = "simd128")))]
 #[allow(clippy::result_large_err)]
-fn simd_forward(_layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
+pub(super) fn simd_forward(_layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> {
     Err(x)
 }
 
