@@ -3,10 +3,14 @@
 //!
 //! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu` (also `cpu-whole`: the CPU without
 //! splitting batches across threads), `--no-torch`, `--rounds N` (the whole table N times, then each column's ratio
-//! to PyTorch per round and the median of those ratios).
+//! to PyTorch per round and the median of those ratios), `--interleave` (PyTorch times each cell right after
+//! advclip's first column has timed it, so that the two share the machine's load of those seconds; without it
+//! PyTorch's whole column follows advclip's, half a minute or more later).
 //! PyTorch runs `benches/torch_clip_bench.py` with `$ADVCLIP_TORCH_PYTHON` (default `python3`); its column is
 //! skipped, with a note, when torch cannot be imported.
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use advclip::attack::{Paste, PatchPlacement, TargetedConfig, TargetedPatchTrainer};
@@ -35,7 +39,15 @@ fn throughput(items: usize, seconds: f64, mut work: impl FnMut()) -> f64 {
     (runs * items) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row]) {
+/// `bench_device`'s rows, with PyTorch's cell timed right after each one when `torch` is given.
+fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row], mut torch: Option<&mut TorchCells>) {
+    let mut torch_cell = |row: &mut Row, kind: &str, batch: usize| {
+        if let Some(torch) = torch.as_deref_mut() {
+            let per_s = torch.measure(kind, batch);
+            eprintln!("{}: {kind} batch {batch}: {per_s:.2}/s", torch.label);
+            row.per_second.push((torch.label.clone(), per_s));
+        }
+    };
     let config = Preset::VitB32.config();
     let model = Clip::new(&config, device);
     for (row, &batch) in rows.iter_mut().zip(IMAGE_BATCHES.iter()) {
@@ -45,6 +57,7 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row]) {
         });
         eprintln!("{name}: image batch {batch}: {per_s:.2}/s");
         row.per_second.push((name.to_string(), per_s));
+        torch_cell(row, "image", batch);
     }
     let prompts: Vec<Vec<u32>> = (0..TEXT_BATCH)
         .map(|i| (0..77).map(|t| if t == 76 { 49407 } else { 320 + (i * 77 + t) as u32 }).collect())
@@ -55,6 +68,7 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row]) {
     });
     eprintln!("{name}: text batch {TEXT_BATCH}: {per_s:.2}/s");
     rows[IMAGE_BATCHES.len()].per_second.push((name.to_string(), per_s));
+    torch_cell(&mut rows[IMAGE_BATCHES.len()], "text", TEXT_BATCH);
 
     // The targeted patch-training step: 3 % patch at AdvCLIP's place, image tower forward and backward to the patch.
     let ad = device.clone().autodiff();
@@ -72,18 +86,77 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row]) {
         });
         eprintln!("{name}: train batch {batch}: {per_s:.2} images/s");
         rows[IMAGE_BATCHES.len() + 1 + i].per_second.push((name.to_string(), per_s));
+        torch_cell(&mut rows[IMAGE_BATCHES.len() + 1 + i], "train", batch);
+    }
+}
+
+fn torch_python() -> (String, &'static str, String) {
+    let python = std::env::var("ADVCLIP_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_clip_bench.py");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (python, script, threads.to_string())
+}
+
+/// PyTorch kept running as a server (`torch_clip_bench.py --serve`): the model built once, then one cell timed per
+/// request, for `--interleave`.
+struct TorchCells {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    label: String,
+}
+
+impl TorchCells {
+    fn start(seconds: f64) -> Result<Self, String> {
+        let (python, script, threads) = torch_python();
+        let skipped = || {
+            format!(
+                "PyTorch column skipped: `{python}` could not run the torch benchmark (set ADVCLIP_TORCH_PYTHON to a python with torch + transformers)"
+            )
+        };
+        let mut child = Command::new(&python)
+            .args([script, "--serve", "--threads", &threads, "--seconds", &seconds.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|_| skipped())?;
+        let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else { return Err(skipped()) };
+        let mut cells = Self { child, input, output: BufReader::new(output), label: String::new() };
+        let hello = cells.reply().ok_or_else(skipped)?;
+        cells.label = format!("pytorch {}", hello["torch"].as_str().unwrap_or("?"));
+        Ok(cells)
+    }
+
+    fn reply(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        self.output.read_line(&mut line).ok()?;
+        serde_json::from_str(&line).ok()
+    }
+
+    /// Items per second of one cell (`kind`: image, text or train), NaN if the server failed.
+    fn measure(&mut self, kind: &str, batch: usize) -> f64 {
+        if writeln!(self.input, "{kind} {batch}").and_then(|_| self.input.flush()).is_err() {
+            return f64::NAN;
+        }
+        self.reply().and_then(|r| r["per_s"].as_f64()).unwrap_or(f64::NAN)
+    }
+}
+
+impl Drop for TorchCells {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
-    let python = std::env::var("ADVCLIP_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_clip_bench.py");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let out = std::process::Command::new(&python)
+    let (python, script, threads) = torch_python();
+    let out = Command::new(&python)
         .args([
             script,
             "--threads",
-            &threads.to_string(),
+            &threads,
             "--seconds",
             &seconds.to_string(),
             "--text-batches",
@@ -91,7 +164,7 @@ fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
             "--train-batches",
             "8,16",
         ])
-        .stderr(std::process::Stdio::inherit())
+        .stderr(Stdio::inherit())
         .output();
     let out = match out {
         Ok(out) if out.status.success() => out,
@@ -147,7 +220,8 @@ struct Round {
     rss: Option<f64>,
 }
 
-fn run_round(devices: &str, seconds: f64, torch: bool) -> Round {
+/// `torch`: PyTorch's column after every device's; `cells`: PyTorch's cells interleaved with the first device's instead.
+fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut TorchCells>) -> Round {
     let mut rows: Vec<Row> = IMAGE_BATCHES
         .iter()
         .map(|b| Row { what: format!("image encoder, batch {b} (images/s)"), per_second: vec![] })
@@ -176,7 +250,7 @@ fn run_round(devices: &str, seconds: f64, torch: bool) -> Round {
         };
         // Each column's own high-water mark (Linux: writing 5 to clear_refs resets VmHWM to the current RSS).
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        bench_device(&format!("advclip {name}"), &device, seconds, &mut rows);
+        bench_device(&format!("advclip {name}"), &device, seconds, &mut rows, cells.take());
         if let Some(rss) = peak_rss_mib() {
             column_peaks.push(format!("{name} {rss:.0} MiB"));
         }
@@ -237,14 +311,22 @@ fn main() {
     let devices =
         arg("--devices").unwrap_or_else(|| if cfg!(feature = "wgpu") { "cpu,wgpu".into() } else { "cpu".into() });
     let torch = !args.iter().any(|a| a == "--no-torch");
+    let mut notes = Vec::new();
+    let mut cells = match (torch, args.iter().any(|a| a == "--interleave")) {
+        (true, true) => TorchCells::start(seconds).map_err(|note| notes.push(note)).ok(),
+        _ => None,
+    };
     let header = format!(
-        "CLIP ViT-B/32, fp32, random weights, {} threads, {seconds} s per cell, on {}",
+        "CLIP ViT-B/32, fp32, random weights, {} threads, {seconds} s per cell{}, on {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if cells.is_some() { ", PyTorch's cell right after advclip's" } else { "" },
         cpu_description()
     );
     let mut done = Vec::new();
     for r in 0..rounds {
-        let round = run_round(&devices, seconds, torch);
+        let interleaved = cells.is_some();
+        let mut round = run_round(&devices, seconds, torch && !interleaved && notes.is_empty(), cells.as_mut());
+        round.notes.extend(notes.iter().cloned());
         if rounds > 1 {
             println!("\nround {} of {rounds}: {header}\n", r + 1);
         } else {

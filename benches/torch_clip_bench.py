@@ -20,6 +20,9 @@ def main():
     ap.add_argument("--text-batches", default="8", help="comma separated text batch sizes")
     ap.add_argument("--train-batches", default="", help="comma separated batch sizes for the patch-training step")
     ap.add_argument("--device", default="cpu", help="torch device: cpu (the Rust bench's column) or cuda (gpu-check)")
+    ap.add_argument("--serve", action="store_true",
+                    help="build the model once, then time one cell per stdin line ('image B', 'text B' or 'train B') "
+                         "and answer each with a JSON line {\"per_s\": ...} (the Rust bench's --interleave)")
     args = ap.parse_args()
 
     import torch
@@ -59,30 +62,27 @@ def main():
         sync()
         return (time.perf_counter() - t0) / reps
 
-    image_per_s, text_per_s = {}, {}
-    with torch.inference_mode():
-        for b in [int(x) for x in args.image_batches.split(",") if x]:
+    def image_cell(b):
+        with torch.inference_mode():
             px = torch.randn(b, 3, 224, 224, device=dev)
-            dt = timed(lambda: model.get_image_features(pixel_values=px), args.seconds)
-            image_per_s[str(b)] = round(b / dt, 3)
-            print(f"image batch {b}: {b / dt:.2f} images/s", file=sys.stderr)
-        for b in [int(x) for x in args.text_batches.split(",") if x]:
+            return b / timed(lambda: model.get_image_features(pixel_values=px), args.seconds)
+
+    def text_cell(b):
+        with torch.inference_mode():
             # 77-token prompts: SOT, 75 random ordinary tokens, EOT (no padding: full-length attention)
             ids = torch.randint(1, 49406, (b, 77), device=dev)
             ids[:, 0], ids[:, -1] = 49406, 49407
-            dt = timed(lambda: model.get_text_features(input_ids=ids), args.seconds)
-            text_per_s[str(b)] = round(b / dt, 3)
-            print(f"text batch {b}: {b / dt:.2f} texts/s", file=sys.stderr)
+            return b / timed(lambda: model.get_text_features(input_ids=ids), args.seconds)
 
     # The targeted patch-training step advclip runs: paste a 38 px patch (3 %) at AdvCLIP's place into 224 px images,
     # normalise, image encoder, zero-shot cross-entropy toward a label, backward to the patch only, Adam, clamp.
-    train_per_s = {}
     for p in model.parameters():
         p.requires_grad_(False)
     mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1).to(dev)
     std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1).to(dev)
     labels = torch.nn.functional.normalize(torch.randn(10, 512, device=dev), dim=-1)
-    for b in [int(x) for x in args.train_batches.split(",") if x]:
+
+    def train_cell(b):
         images = torch.rand(b, 3, 224, 224, device=dev)
         patch = torch.rand(3, 38, 38, device=dev, requires_grad=True)
         opt = torch.optim.Adam([patch], lr=0.05, betas=(0.5, 0.999))
@@ -102,9 +102,27 @@ def main():
             with torch.no_grad():
                 patch.clamp_(0, 1)
 
-        dt = timed(step, args.seconds)
-        train_per_s[str(b)] = round(b / dt, 3)
-        print(f"train batch {b}: {b / dt:.2f} images/s, {dt:.2f} s/step", file=sys.stderr)
+        return b / timed(step, args.seconds)
+
+    cells = {"image": image_cell, "text": text_cell, "train": train_cell}
+    if args.serve:
+        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+        for line in sys.stdin:
+            kind, batch = line.split()
+            print(json.dumps({"per_s": round(cells[kind](int(batch)), 3)}), flush=True)
+        return
+
+    image_per_s, text_per_s, train_per_s = {}, {}, {}
+    for b in [int(x) for x in args.image_batches.split(",") if x]:
+        image_per_s[str(b)] = round(image_cell(b), 3)
+        print(f"image batch {b}: {image_per_s[str(b)]:.2f} images/s", file=sys.stderr)
+    for b in [int(x) for x in args.text_batches.split(",") if x]:
+        text_per_s[str(b)] = round(text_cell(b), 3)
+        print(f"text batch {b}: {text_per_s[str(b)]:.2f} texts/s", file=sys.stderr)
+    for b in [int(x) for x in args.train_batches.split(",") if x]:
+        train_per_s[str(b)] = round(train_cell(b), 3)
+        print(f"train batch {b}: {train_per_s[str(b)]:.2f} images/s, {b / train_per_s[str(b)]:.2f} s/step",
+              file=sys.stderr)
 
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
                       "image_per_s": image_per_s, "text_per_s": text_per_s, "train_per_s": train_per_s}))

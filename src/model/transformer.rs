@@ -6,8 +6,8 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::Activation;
-use super::softmax::{VisibleKeys, masked_softmax};
 use super::linear::linear;
+use super::softmax::{VisibleKeys, masked_softmax};
 
 /// Multi-head self-attention with separate q/k/v projections (the Hugging Face layout).
 ///
@@ -141,12 +141,7 @@ impl Encoder {
 
     /// Runs every block; when `hidden_states` is given, pushes the input and each block's output into it.
     /// `causal`: each token looks at itself and the tokens before it only (the text tower).
-    pub fn forward(
-        &self,
-        mut x: Tensor<3>,
-        causal: bool,
-        mut hidden_states: Option<&mut Vec<Tensor<3>>>,
-    ) -> Tensor<3> {
+    pub fn forward(&self, mut x: Tensor<3>, causal: bool, mut hidden_states: Option<&mut Vec<Tensor<3>>>) -> Tensor<3> {
         for layer in &self.layers {
             if let Some(states) = hidden_states.as_deref_mut() {
                 states.push(x.clone());
