@@ -12,7 +12,11 @@ use burn::tensor::Tensor;
 
 /// `layer.forward(x)` for `x` of [batch, tokens, d_input].
 pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    match super::wasm_linear::simd_forward(layer, x).or_else(|x| gemm_from_bias(layer, x)) {
+    let x = match super::wasm_linear::simd_forward(layer, x) {
+        Ok(done) => return done,
+        Err(x) => x,
+    };
+    match gemm_from_bias(layer, x) {
         Ok(done) => done,
         Err(x) => layer.forward(x),
     }

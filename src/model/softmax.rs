@@ -28,9 +28,11 @@ pub enum VisibleKeys<'a> {
 #[cfg(feature = "flex")]
 const CHUNK: usize = 1 << 15;
 
-/// The softmax over the last axis of `scores * scale`, `scores` [batch, heads, rows, keys], where every key a row
-/// may not look at (`visible`) gets weight 0.
+/// The softmax over the last axis of `scores * scale` (`scale > 0`), `scores` [batch, heads, rows, keys], where every
+/// key a row may not look at (`visible`) gets weight 0.
 pub fn masked_softmax(scores: Tensor<4>, scale: f32, visible: VisibleKeys) -> Tensor<4> {
+    // The in-place pass takes the scaled row's maximum as the scaled maximum, which needs `scale > 0`.
+    debug_assert!(scale > 0.0, "attention scales are positive");
     match in_place_on_cpu(scores, scale, visible) {
         Ok(weights) => weights,
         Err(scores) => composed(scores, scale, visible),
@@ -176,7 +178,8 @@ mod tests {
     fn both_paths_match_the_reference_for_every_mask() {
         let device = Device::flex();
         let last = [0usize, 6, 76];
-        let cases: [(VisibleKeys, [usize; 4], Box<dyn Fn(usize, usize, usize) -> bool>); 4] = [
+        type Hidden<'a> = Box<dyn Fn(usize, usize, usize) -> bool + 'a>;
+        let cases: [(VisibleKeys, [usize; 4], Hidden<'_>); 4] = [
             (VisibleKeys::All, [2, 12, 50, 50], Box::new(|_, _, _| false)),
             (VisibleKeys::Causal, [2, 8, 77, 77], Box::new(|_, row, key| key > row)),
             (VisibleKeys::UpTo(&last), [3, 8, 1, 77], Box::new(|b, _, key| key > last[b])),
