@@ -1,5 +1,5 @@
-//! Element math for the CPU's fused passes (quick_gelu, attention's softmax): a branch-free `exp` that vectorises
-//! and a run-time choice of the widest SIMD to compile a loop for.
+//! Element math for the CPU's fused passes (quick_gelu, attention's softmax): a branch-free `exp` that vectorises,
+//! a run-time choice of the widest SIMD to compile a loop for, and the chunked pass that runs such a loop.
 
 #![cfg(feature = "flex")]
 
@@ -20,6 +20,20 @@ pub(crate) fn on_widest_simd(kernel: impl FnOnce()) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn with_avx2_fma(kernel: impl FnOnce()) {
     kernel()
+}
+
+/// Runs `kernel(index, chunk)` over `values` cut into chunks of `chunk_len` elements, each compiled for the widest SIMD:
+/// in parallel when called from outside the thread pool (a lone image), on this thread inside it (a batch slice,
+/// `model::batch_split`, where every thread already has a slice of its own).
+pub(crate) fn for_each_chunk(values: &mut [f32], chunk_len: usize, kernel: impl Fn(usize, &mut [f32]) + Sync) {
+    let run = |(index, chunk): (usize, &mut [f32])| on_widest_simd(|| kernel(index, chunk));
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    if rayon::current_thread_index().is_none() {
+        use rayon::prelude::*;
+        values.par_chunks_mut(chunk_len).enumerate().for_each(run);
+        return;
+    }
+    values.chunks_mut(chunk_len).enumerate().for_each(run);
 }
 
 /// `e^x` without branches or table lookups, so that a loop of it vectorises: `x = n ln2 + r` with `|r| <= ln2/2`,

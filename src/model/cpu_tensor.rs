@@ -26,3 +26,23 @@ pub(crate) fn from_cpu<const D: usize>(tensor: FlexTensor) -> Tensor<D> {
     let kind = DispatchTensorKind::Flex(BackendTensor::Float(tensor));
     Tensor::from_dispatch(DispatchTensor { kind, autodiff: DispatchAutodiffContext::Disabled })
 }
+
+/// `t` with its f32 values rewritten in place by `rewrite` (all of them, in row-major order), where `t` is a CPU
+/// backend f32 tensor outside autodiff alone in its contiguous buffer: nothing is copied or read back. Any other
+/// tensor (shared, strided, autodiff, another device) comes back untouched as the error.
+#[allow(clippy::result_large_err)] // the error is the tensor handed back by value
+pub(crate) fn rewrite_in_place<const D: usize>(
+    t: Tensor<D>,
+    rewrite: impl FnOnce(&mut [f32]),
+) -> Result<Tensor<D>, Tensor<D>> {
+    let mut tensor = into_cpu_f32(t)?;
+    let offsets = tensor.layout().contiguous_offsets();
+    // `try_storage_mut` is `None` where the buffer is shared: the values are untouched then.
+    match (offsets, tensor.try_storage_mut::<f32>()) {
+        (Some((start, end)), Some(values)) => {
+            rewrite(&mut values[start..end]);
+            Ok(from_cpu(tensor))
+        }
+        _ => Err(from_cpu(tensor)),
+    }
+}

@@ -15,7 +15,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
 #[cfg(feature = "flex")]
-use super::cpu_math::{exp_branch_free, on_widest_simd};
+use super::cpu_math::{exp_branch_free, for_each_chunk, on_widest_simd};
 
 /// Elements a pass hands to one thread: large enough that a chunk's work dwarfs rayon's hand-off, small enough to
 /// share a [B*50, 3072] buffer out.
@@ -90,40 +90,17 @@ fn slope_and_rest_chunk(x: &[f32], slope: &mut [f32], rest: &mut [f32]) {
     }
 }
 
-/// The one-pass rewrite where it applies: an f32 tensor of the CPU backend, outside autodiff, alone in its
-/// contiguous buffer. Any other tensor comes back untouched as the error.
+/// The one-pass rewrite where it applies (`cpu_tensor::rewrite_in_place`: a CPU f32 tensor outside autodiff, alone
+/// in its contiguous buffer), in chunks of `CHUNK`. Any other tensor comes back untouched as the error.
 #[cfg(feature = "flex")]
 #[allow(clippy::result_large_err)] // both sides are the tensor handed back by value, no larger than each other
 fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
-    use super::cpu_tensor::{from_cpu, into_cpu_f32};
-    let mut tensor = into_cpu_f32(x)?;
-    let offsets = tensor.layout().contiguous_offsets();
-    // `try_storage_mut` is `None` where the buffer is shared: the values are untouched then.
-    match (offsets, tensor.try_storage_mut::<f32>()) {
-        (Some((start, end)), Some(values)) => {
-            in_place(&mut values[start..end]);
-            Ok(from_cpu(tensor))
-        }
-        _ => Err(from_cpu(tensor)),
-    }
+    super::cpu_tensor::rewrite_in_place(x, |values| for_each_chunk(values, CHUNK, |_, chunk| in_place_chunk(chunk)))
 }
 
 #[cfg(not(feature = "flex"))]
 fn rewrite_in_place<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     Err(x)
-}
-
-/// Rewrites every value `x` as `x * sigmoid(1.702 x)`: in parallel chunks when called from outside the thread pool
-/// (a lone image), on this thread inside it (a batch slice, model::batch_split, where every thread has a slice).
-#[cfg(feature = "flex")]
-fn in_place(values: &mut [f32]) {
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    if rayon::current_thread_index().is_none() {
-        use rayon::prelude::*;
-        values.par_chunks_mut(CHUNK).for_each(|chunk| on_widest_simd(|| in_place_chunk(chunk)));
-        return;
-    }
-    values.chunks_mut(CHUNK).for_each(|chunk| on_widest_simd(|| in_place_chunk(chunk)));
 }
 
 #[cfg(feature = "flex")]

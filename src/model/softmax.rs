@@ -11,7 +11,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 #[cfg(feature = "flex")]
-use super::cpu_math::{exp_branch_free, on_widest_simd};
+use super::cpu_math::{exp_branch_free, for_each_chunk};
 
 /// Which keys each query row of a score matrix may look at.
 #[derive(Clone, Copy, Debug)]
@@ -70,59 +70,38 @@ fn hidden_keys(seen: impl ExactSizeIterator<Item = usize>, keys: usize, device: 
     Tensor::from_data(TensorData::new(mask, [lines, keys]), device)
 }
 
-/// The one-pass rewrite where it applies: an f32 tensor of the CPU backend, outside autodiff, alone in its
-/// contiguous row-major buffer. Any other tensor comes back untouched as the error.
+/// The one-pass rewrite where it applies (`cpu_tensor::rewrite_in_place`: a CPU f32 tensor outside autodiff, alone in
+/// its contiguous row-major buffer), in chunks of whole rows. Any other tensor comes back untouched as the error.
 #[cfg(feature = "flex")]
 #[allow(clippy::result_large_err)] // both sides are the tensor handed back by value
 fn in_place_on_cpu(scores: Tensor<4>, scale: f32, visible: VisibleKeys) -> Result<Tensor<4>, Tensor<4>> {
-    use super::cpu_tensor::{from_cpu, into_cpu_f32};
     let [batch, heads, rows, keys] = scores.dims();
-    let mut tensor = into_cpu_f32(scores)?;
-    let offsets = tensor.layout().contiguous_offsets();
-    // `try_storage_mut` is `None` where the buffer is shared: the values are untouched then.
-    match (offsets, tensor.try_storage_mut::<f32>()) {
-        (Some((start, end)), Some(values)) if keys > 0 => {
-            let seen = |line: usize| -> usize {
-                // `line` counts the rows of every (sequence, head) in order.
-                match visible {
-                    VisibleKeys::All => keys,
-                    VisibleKeys::Causal => line % rows + 1,
-                    VisibleKeys::UpTo(last) => last[line / (heads * rows)] + 1,
-                }
-                .min(keys)
-            };
-            debug_assert!(!matches!(visible, VisibleKeys::UpTo(last) if last.len() != batch));
-            rows_in_place(&mut values[start..end], keys, scale, &seen);
-            Ok(from_cpu(tensor))
-        }
-        _ => Err(from_cpu(tensor)),
+    if keys == 0 {
+        return Err(scores);
     }
+    debug_assert!(!matches!(visible, VisibleKeys::UpTo(last) if last.len() != batch));
+    // The keys row `line` sees; `line` counts the rows of every (sequence, head) in order.
+    let seen = |line: usize| -> usize {
+        match visible {
+            VisibleKeys::All => keys,
+            VisibleKeys::Causal => line % rows + 1,
+            VisibleKeys::UpTo(last) => last[line / (heads * rows)] + 1,
+        }
+        .min(keys)
+    };
+    let lines_per_chunk = (CHUNK / keys).max(1);
+    super::cpu_tensor::rewrite_in_place(scores, |values| {
+        for_each_chunk(values, lines_per_chunk * keys, |index, chunk| {
+            for (offset, row) in chunk.chunks_mut(keys).enumerate() {
+                softmax_row(row, scale, seen(index * lines_per_chunk + offset));
+            }
+        })
+    })
 }
 
 #[cfg(not(feature = "flex"))]
 fn in_place_on_cpu(scores: Tensor<4>, _scale: f32, _visible: VisibleKeys) -> Result<Tensor<4>, Tensor<4>> {
     Err(scores)
-}
-
-/// Rewrites every row of `values` ([lines, keys]) as its masked softmax: in parallel chunks of whole rows when called
-/// from outside the thread pool (a lone image), on this thread inside it (a batch slice).
-#[cfg(feature = "flex")]
-fn rows_in_place(values: &mut [f32], keys: usize, scale: f32, seen: &(impl Fn(usize) -> usize + Sync)) {
-    let lines_per_chunk = (CHUNK / keys).max(1);
-    let chunk = |(index, chunk): (usize, &mut [f32])| {
-        on_widest_simd(|| {
-            for (offset, row) in chunk.chunks_mut(keys).enumerate() {
-                softmax_row(row, scale, seen(index * lines_per_chunk + offset));
-            }
-        })
-    };
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    if rayon::current_thread_index().is_none() {
-        use rayon::prelude::*;
-        values.par_chunks_mut(lines_per_chunk * keys).enumerate().for_each(chunk);
-        return;
-    }
-    values.chunks_mut(lines_per_chunk * keys).enumerate().for_each(chunk);
 }
 
 /// One row: `softmax(scale * row[..seen])` in place, 0 from `seen` on. `seen` is at least 1 (a query sees itself).
