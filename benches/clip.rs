@@ -8,6 +8,8 @@
 //! PyTorch's whole column follows advclip's, half a minute or more later).
 //! PyTorch runs `benches/torch_clip_bench.py` with `$ADVCLIP_TORCH_PYTHON` (default `python3`); its column is
 //! skipped, with a note, when torch cannot be imported.
+//! Built without the `avx512` feature (`--no-default-features --features flex,cli`) on an AVX-512 CPU, it stands for
+//! an AVX2 machine: advclip's kernels are AVX2 ones and PyTorch is held to AVX2 (ATen, MKL and oneDNN).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -97,6 +99,36 @@ fn torch_python() -> (String, &'static str, String) {
     (python, script, threads.to_string())
 }
 
+/// Whether this build runs AVX2 kernels on a CPU that has AVX-512 (built without the `avx512` feature): the bench
+/// then stands for an AVX2 machine, and PyTorch is held to AVX2 as well.
+fn avx2_on_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return cfg!(not(feature = "avx512")) && std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The PyTorch process, held to the same SIMD level as advclip's kernels: ATen's own kernels, MKL's and oneDNN's.
+fn torch_command(python: &str) -> Command {
+    let mut command = Command::new(python);
+    if avx2_on_avx512() {
+        command
+            .env("ATEN_CPU_CAPABILITY", "avx2")
+            .env("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+            .env("ONEDNN_MAX_CPU_ISA", "AVX2");
+    }
+    command
+}
+
+/// PyTorch's column heading: its version, and the SIMD level its kernels ran at when advclip's were held to AVX2.
+fn torch_label(hello: &serde_json::Value) -> String {
+    let version = hello["torch"].as_str().unwrap_or("?");
+    match hello["cpu_capability"].as_str() {
+        Some(capability) if avx2_on_avx512() => format!("pytorch {version} ({capability})"),
+        _ => format!("pytorch {version}"),
+    }
+}
+
 /// PyTorch kept running as a server (`torch_clip_bench.py --serve`): the model built once, then one cell timed per
 /// request, for `--interleave`.
 struct TorchCells {
@@ -114,7 +146,7 @@ impl TorchCells {
                 "PyTorch column skipped: `{python}` could not run the torch benchmark (set ADVCLIP_TORCH_PYTHON to a python with torch + transformers)"
             )
         };
-        let mut child = Command::new(&python)
+        let mut child = torch_command(&python)
             .args([script, "--serve", "--threads", &threads, "--seconds", &seconds.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -124,7 +156,7 @@ impl TorchCells {
         let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else { return Err(skipped()) };
         let mut cells = Self { child, input, output: BufReader::new(output), label: String::new() };
         let hello = cells.reply().ok_or_else(skipped)?;
-        cells.label = format!("pytorch {}", hello["torch"].as_str().unwrap_or("?"));
+        cells.label = torch_label(&hello);
         Ok(cells)
     }
 
@@ -152,7 +184,7 @@ impl Drop for TorchCells {
 
 fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
     let (python, script, threads) = torch_python();
-    let out = Command::new(&python)
+    let out = torch_command(&python)
         .args([
             script,
             "--threads",
@@ -175,7 +207,7 @@ fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
         }
     };
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let label = format!("pytorch {}", json["torch"].as_str().unwrap_or("?"));
+    let label = torch_label(&json);
     for (row, batch) in rows.iter_mut().zip(IMAGE_BATCHES) {
         row.per_second.push((label.clone(), json["image_per_s"][batch.to_string()].as_f64().unwrap_or(f64::NAN)));
     }
@@ -200,6 +232,12 @@ fn cpu_description() -> String {
         "AVX2"
     } else {
         "SSE only"
+    };
+    #[cfg(target_arch = "x86_64")]
+    let simd = if avx2_on_avx512() {
+        "AVX-512, but AVX2 kernels on both sides: built without the avx512 feature"
+    } else {
+        simd
     };
     #[cfg(not(target_arch = "x86_64"))]
     let simd = std::env::consts::ARCH;

@@ -106,7 +106,8 @@ def main():
 
     cells = {"image": image_cell, "text": text_cell, "train": train_cell}
     if args.serve:
-        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "cpu_capability": torch.backends.cpu.get_cpu_capability()}), flush=True)
         for line in sys.stdin:
             kind, batch = line.split()
             print(json.dumps({"per_s": round(cells[kind](int(batch)), 3)}), flush=True)
@@ -125,6 +126,7 @@ def main():
               file=sys.stderr)
 
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
+                      "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                       "image_per_s": image_per_s, "text_per_s": text_per_s, "train_per_s": train_per_s}))
 
 
