@@ -103,9 +103,13 @@ fn torch_python() -> (String, &'static str, String) {
 /// then stands for an AVX2 machine, and PyTorch is held to AVX2 as well.
 fn avx2_on_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return cfg!(not(feature = "avx512")) && std::arch::is_x86_feature_detected!("avx512f");
+    {
+        cfg!(not(feature = "avx512")) && std::arch::is_x86_feature_detected!("avx512f")
+    }
     #[cfg(not(target_arch = "x86_64"))]
-    false
+    {
+        false
+    }
 }
 
 /// The PyTorch process, held to the same SIMD level as advclip's kernels: ATen's own kernels, MKL's and oneDNN's.
