@@ -230,18 +230,14 @@ fn cpu_description() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = info.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']));
     #[cfg(target_arch = "x86_64")]
-    let simd = if std::arch::is_x86_feature_detected!("avx512f") {
+    let simd = if avx2_on_avx512() {
+        "AVX-512, but AVX2 kernels on both sides: built without the avx512 feature"
+    } else if std::arch::is_x86_feature_detected!("avx512f") {
         "AVX-512"
     } else if std::arch::is_x86_feature_detected!("avx2") {
         "AVX2"
     } else {
         "SSE only"
-    };
-    #[cfg(target_arch = "x86_64")]
-    let simd = if avx2_on_avx512() {
-        "AVX-512, but AVX2 kernels on both sides: built without the avx512 feature"
-    } else {
-        simd
     };
     #[cfg(not(target_arch = "x86_64"))]
     let simd = std::env::consts::ARCH;
