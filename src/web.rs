@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::attack::patch_file::{PatchMode, PatchSidecar, decode_patch, encode_patch_png};
 use crate::attack::placement::{DEFAULT_AREA_FRACTION, PatchPlacement, normalize_pixels, paste_on_image};
+use crate::attack::printability::Printability;
 use crate::attack::run::{AttackMode, DEFAULT_BATCH, DecodedImages, PatchRun, RunSettings};
 use crate::attack::targeted::{TrainedSpot, patch_tensor};
 use crate::model::Clip;
@@ -88,10 +89,13 @@ struct TrainRequest {
     /// Targeted mode only: "random" (any spot, scaled and rotated: for print) or "fixed" (only where it is shown).
     #[serde(default)]
     spot: TrainedSpot,
+    /// Targeted mode only: the weight of the non-printability term (default palette); 0 or absent: none.
+    #[serde(default)]
+    printability: f64,
 }
 
 /// The keys `startTraining` accepts.
-const TRAIN_OPTIONS: [&str; 7] = ["mode", "target", "steps", "area", "batch", "seed", "spot"];
+const TRAIN_OPTIONS: [&str; 8] = ["mode", "target", "steps", "area", "batch", "seed", "spot", "printability"];
 
 fn default_area() -> f64 {
     DEFAULT_AREA_FRACTION
@@ -414,6 +418,7 @@ impl Session {
             batch_size: request.batch,
             area_fraction: request.area,
             seed: request.seed,
+            printability: (request.printability != 0.0).then(|| Printability::new(request.printability)),
             ..RunSettings::new(mode, labels, request.steps)
         };
         // The images first: a bad file is found before the trainers are built.

@@ -137,6 +137,50 @@ fn advclip_training_resumes_exactly() {
     check_resume_is_exact(&["--mode", "advclip"]);
 }
 
+#[test]
+fn targeted_training_for_print_resumes_exactly() {
+    check_resume_is_exact(&["--mode", "targeted", "--target", "dog", "--printability", "2"]);
+}
+
+/// Each pixel's distance to the nearest palette colour, averaged: the non-printability score, by hand from the PNG.
+fn palette_distance(png: &Path, palette: &[[f32; 3]]) -> f32 {
+    let image = image::open(png).unwrap().to_rgb8();
+    let pixels = image.pixels().map(|p| p.0.map(|v| f32::from(v) / 255.0));
+    let nearest = |p: [f32; 3]| {
+        palette.iter().map(|c| (0..3).map(|i| (p[i] - c[i]).powi(2)).sum::<f32>().sqrt()).fold(f32::INFINITY, f32::min)
+    };
+    let (sum, count) = pixels.fold((0.0, 0), |(s, n), p| (s + nearest(p), n + 1));
+    sum / count as f32
+}
+
+/// `--printability` pulls the patch's pixels toward the `--palette` colours (so far that it shows in three steps at a
+/// high weight), and the sidecar records the weight and palette; bad weights and palettes are refused with reasons.
+#[test]
+fn targeted_training_for_print_moves_toward_the_palette_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = image_folder(dir.path());
+    let (plain, printable) = (dir.path().join("plain.png"), dir.path().join("printable.png"));
+    let targeted = ["--mode", "targeted", "--target", "dog"];
+    ok(train(&data, &plain, &targeted, 3, false));
+    let print = [&targeted[..], &["--printability", "20", "--palette", "#1a1a1a,#e6e6e6"]].concat();
+    ok(train(&data, &printable, &print, 3, false));
+    let palette = [[26.0 / 255.0; 3], [230.0 / 255.0; 3]];
+    let (before, after) = (palette_distance(&plain, &palette), palette_distance(&printable, &palette));
+    assert!(after < before - 0.05, "distance to the palette: {before} without the term, {after} with it");
+    let sidecar = read_sidecar(&printable);
+    assert_eq!(sidecar["printability"]["weight"], 20.0, "{sidecar}");
+    assert_eq!(sidecar["printability"]["palette"].as_array().map(Vec::len), Some(2), "{sidecar}");
+    assert!(read_sidecar(&plain).get("printability").is_none());
+
+    let out = dir.path().join("refused.png");
+    let fail = expect_error;
+    fail(train(&data, &out, &[&targeted[..], &["--printability=-1"]].concat(), 1, false), "between 0 and 100");
+    let bad_palette = [&targeted[..], &["--printability", "1", "--palette", "#zz0000"]].concat();
+    fail(train(&data, &out, &bad_palette, 1, false), "six hex digits");
+    fail(train(&data, &out, &[&targeted[..], &["--palette", "#ffffff"]].concat(), 1, false), "--printability");
+    fail(train(&data, &out, &["--mode", "advclip", "--printability", "1"], 1, false), "targeted patches");
+}
+
 /// The paper's loss ablations: each run without a generator term trains its own patch (the objective changed) and
 /// its sidecar says which terms it left out; leaving out all of them, or any in targeted mode, is refused.
 #[test]

@@ -23,6 +23,9 @@ export async function train() {
   if (options.mode === 'targeted') {
     options.target = $('train-target').value.trim();
     options.spot = $('train-placement').value;
+    const printability = Number($('train-printability').value);
+    if (!(printability >= 0 && printability <= 100)) return showAlert('training: the printable-colours weight must be between 0 and 100');
+    if (printability > 0) options.printability = printability;
   }
   for (const key of ['steps', 'batch', 'seed']) {
     if (!Number.isInteger(options[key]) || options[key] < (key === 'seed' ? 0 : 1)) return showAlert(`training: ${key} must be a whole number`);

@@ -8,6 +8,7 @@ pub mod generator;
 pub mod losses;
 pub mod metrics;
 pub mod placement;
+pub mod printability;
 pub mod probe;
 pub mod run;
 pub mod targeted;
@@ -20,6 +21,7 @@ pub use losses::{
 pub use placement::{
     DEFAULT_AREA_FRACTION, Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels, paste_patch,
 };
+pub use printability::{Printability, non_printability_score};
 pub use targeted::{TargetedConfig, TargetedPatchTrainer, TrainedSpot};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod defence;

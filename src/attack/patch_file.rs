@@ -131,6 +131,9 @@ pub struct PatchSidecar {
     /// AdvCLIP generator terms the run left out (an ablation); absent for the attack as published.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub without: Vec<crate::attack::losses::LossTerm>,
+    /// The non-printability term a targeted patch was trained with (its weight and palette), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printability: Option<crate::attack::printability::Printability>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingMetrics>,
 }
@@ -183,6 +186,9 @@ impl PatchSidecar {
                 return Err("an AdvCLIP patch is trained at its placement (trained_spot \"fixed\")".into());
             }
             _ => {}
+        }
+        if let Some(printability) = &self.printability {
+            printability.validate().map_err(|e| format!("printability: {e}"))?;
         }
         if let Some(rate) = self.training.as_ref().and_then(|t| t.rate) {
             if !(0.0..=1.0).contains(&rate) {
@@ -313,6 +319,13 @@ mod tests {
             let e = PatchSidecar::from_json(&json, "bad.json").unwrap_err().to_string();
             assert!(e.starts_with("bad.json: not a usable patch sidecar") && e.contains(why), "{from}: {e}");
         }
+        // A version 2 sidecar's printability term: a usable one round-trips, a bad palette is refused.
+        let mut printable = PatchSidecar::from_json(V1_TARGETED, "old.json").unwrap();
+        printable.printability = Some(crate::attack::Printability::new(1.5));
+        assert_eq!(PatchSidecar::from_json(&printable.to_json(), "p.json").unwrap(), printable);
+        printable.printability.as_mut().unwrap().palette = vec![[0.5, 1.5, 0.0]];
+        let e = PatchSidecar::from_json(&printable.to_json(), "p.json").unwrap_err().to_string();
+        assert!(e.contains("printability: palette colour"), "{e}");
         let e = PatchSidecar::from_json(r#"{"version":9}"#, "v.json").unwrap_err().to_string();
         assert!(e.contains("v.json"), "{e}");
     }

@@ -14,6 +14,7 @@ use super::losses::{LossTerm, LossWeights};
 use super::metrics::fooling_rate;
 use super::patch_file::{Loss, PatchMode, PatchSidecar, SIDECAR_VERSION, StepLosses, TrainingMetrics};
 use super::placement::{DEFAULT_AREA_FRACTION, PatchPlacement};
+use super::printability::Printability;
 use super::targeted::{TargetedConfig, TargetedPatchTrainer, TrainedSpot, initial_patch};
 use crate::error::{Error, Result};
 use crate::host::{read_f32_async, read_i64_async, read_scalar_async};
@@ -54,6 +55,9 @@ pub struct RunSettings {
     /// AdvCLIP generator terms left out (ablation runs); empty for the attack as published.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub without: Vec<LossTerm>,
+    /// A targeted patch meant for print: the non-printability term's weight and palette; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printability: Option<Printability>,
 }
 
 impl RunSettings {
@@ -68,6 +72,7 @@ impl RunSettings {
             area_fraction: DEFAULT_AREA_FRACTION,
             seed: 0,
             without: Vec::new(),
+            printability: None,
         }
     }
 
@@ -87,6 +92,14 @@ impl RunSettings {
         }
         if self.without.len() == LossTerm::ALL.len() {
             return Err(Error::invalid("an AdvCLIP run needs at least one of the embedding, topology and GAN terms"));
+        }
+        if let Some(printability) = &self.printability {
+            if self.mode == AttackMode::AdvClip {
+                return Err(Error::invalid(
+                    "the printability term is for targeted patches (pixels optimised directly)",
+                ));
+            }
+            printability.validate()?;
         }
         if let AttackMode::Targeted { target, .. } = self.mode {
             if target >= self.labels.len() {
@@ -227,7 +240,11 @@ impl PatchRun {
                 initial_patch(settings.seed, placement.size, device),
                 head.label_embeddings(),
                 model.logit_scale,
-                TargetedConfig { spot: *spot, ..TargetedConfig::new(*target) },
+                TargetedConfig {
+                    spot: *spot,
+                    printability: settings.printability.clone(),
+                    ..TargetedConfig::new(*target)
+                },
             )),
             (AttackMode::Targeted { .. }, None) => unreachable!("validate() requires labels for targeted training"),
         };
@@ -415,6 +432,7 @@ impl PatchRun {
             seed: settings.seed,
             steps: state.step,
             without: settings.without.clone(),
+            printability: settings.printability.clone(),
             training: Some(TrainingMetrics {
                 losses: state.last_losses.clone(),
                 rate,

@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::camera::{CameraDraws, CameraRanges};
 use super::placement::{Paste, PatchPlacement, PatchTransform, TransformRanges, normalize_pixels};
+use super::printability::{Printability, non_printability_score};
 use crate::model::Clip;
 use crate::model::batch_split;
 use crate::rng::SeededRng;
@@ -54,11 +55,14 @@ pub struct TargetedConfig {
     pub beta_2: f32,
     #[serde(default)]
     pub spot: TrainedSpot,
+    /// A non-printability term for a patch to be printed (`printability.rs`); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printability: Option<Printability>,
 }
 
 impl TargetedConfig {
     pub fn new(target: usize) -> Self {
-        Self { target, learning_rate: 0.05, beta_1: 0.5, beta_2: 0.999, spot: TrainedSpot::Random }
+        Self { target, learning_rate: 0.05, beta_1: 0.5, beta_2: 0.999, spot: TrainedSpot::Random, printability: None }
     }
 
     /// Cosine decay from `learning_rate` to a tenth of it over `total` steps. At a constant rate the pixels keep
@@ -142,7 +146,13 @@ impl TargetedPatchTrainer {
         learning_rate: f64,
     ) -> TargetedStep {
         let slices = batch_split::training_slices(&images.device(), images.dims()[0]);
-        let (step, gradient) = self.loss_and_gradient(model, images, paste, camera, slices);
+        let (step, mut gradient) = self.loss_and_gradient(model, images, paste, camera, slices);
+        if let Some(printability) = self.config.printability.as_ref().filter(|p| p.weight > 0.0) {
+            // The patch's own term, once per step (not per slice): a small graph over the patch alone.
+            let leaf = self.patch.pixels.val().without_autodiff().autodiff().require_grad();
+            let score = non_printability_score(leaf.clone(), &printability.palette).mul_scalar(printability.weight);
+            gradient = gradient + leaf.grad(&score.backward()).expect("the patch is the score's leaf");
+        }
         let mut grads = GradientsParams::new();
         grads.register(self.patch.pixels.id, gradient);
         let mut patch = self.optimizer.step(learning_rate, super::advclip::take(&mut self.patch), grads);

@@ -176,6 +176,8 @@ async function runBackend(browser, backend) {
       await page.selectOption('[data-testid=train-mode]', 'targeted');
       await page.selectOption('[data-testid=train-placement]', 'fixed');
       await page.fill('[data-testid=train-steps]', '1');
+      // With the printability term on: the CLI's --printability must give the same patch and sidecar.
+      await page.fill('[data-testid=train-printability]', '2');
       await page.click('[data-testid=train-button]');
       await waitFor(page, 'a one-step targeted patch', () =>
         /^targeted patch/.test(document.querySelector('[data-testid=patch-info]').textContent));
@@ -234,7 +236,8 @@ async function trainsWhatTheCliTrains(page, backend, info, mode = 'advclip') {
   const field = async (id) => page.inputValue(`[data-testid=${id}]`);
   const out = path.join(tmp, 'cli.png');
   const modeArgs = mode === 'targeted'
-    ? ['--mode', 'targeted', '--target', await field('train-target'), '--placement', await field('train-placement')]
+    ? ['--mode', 'targeted', '--target', await field('train-target'), '--placement', await field('train-placement'),
+      ...(Number(await field('train-printability')) > 0 ? ['--printability', await field('train-printability')] : [])]
     : ['--mode', 'advclip'];
   execFileSync(CLI, ['train', '--weights', 'assets/mini-clip', '--data', imageDir, '--labels', labels.join(','),
     '--template', template, ...modeArgs, '--steps', String(pageSidecar.steps), '--batch', await field('train-batch'),

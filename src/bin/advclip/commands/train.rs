@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use advclip::attack::printability::{Printability, default_palette, parse_palette};
 use advclip::attack::run::{AttackMode, DEFAULT_BATCH, RunFiles, RunSettings, train_to_files};
 use advclip::attack::{LossTerm, TrainedSpot};
 use advclip::dataset::Dataset;
@@ -74,6 +75,14 @@ pub struct TrainArgs {
     /// AdvCLIP ablation: leave these generator terms out (comma-separated: embedding, topology, gan)
     #[arg(long, value_enum, value_delimiter = ',', value_name = "TERM,...")]
     without: Vec<TermFlag>,
+    /// Targeted mode, a patch to print: weight of the non-printability term (each pixel's distance to the nearest
+    /// --palette colour, averaged) beside the cross-entropy
+    #[arg(long, value_name = "WEIGHT")]
+    printability: Option<f64>,
+    /// The printable colours for --printability, comma-separated hex (#e02020,#f0f0f0,...): ideally read back from a
+    /// photograph of a chart your printer printed (default: a 3x3x3 grid of 0.1/0.5/0.9 levels, a stand-in)
+    #[arg(long, value_name = "HEX,...", requires = "printability")]
+    palette: Option<String>,
 }
 
 /// A generator term `--without` can leave out.
@@ -134,6 +143,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
             terms.sort();
             terms.dedup();
             terms
+        },
+        printability: match args.printability {
+            None => None,
+            Some(weight) => Some(Printability {
+                weight,
+                palette: match &args.palette {
+                    Some(text) => parse_palette(text).context("--palette")?,
+                    None => default_palette(),
+                },
+            }),
         },
         ..RunSettings::new(mode, labels, steps)
     };
