@@ -136,7 +136,8 @@ impl TargetedPatchTrainer {
         target_log_probabilities(logits, self.config.target).mean().neg()
     }
 
-    /// One Adam step of `learning_rate` on a batch, the patch then clamped back to valid pixels.
+    /// One Adam step of `learning_rate` on a batch (the cross-entropy toward the target, plus the printability term
+    /// when the config has one), the patch then clamped back to valid pixels.
     pub fn step(
         &mut self,
         model: &Clip,
