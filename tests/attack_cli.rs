@@ -171,6 +171,10 @@ fn targeted_training_for_print_moves_toward_the_palette_and_says_so() {
     assert_eq!(sidecar["printability"]["weight"], 20.0, "{sidecar}");
     assert_eq!(sidecar["printability"]["palette"].as_array().map(Vec::len), Some(2), "{sidecar}");
     assert!(read_sidecar(&plain).get("printability").is_none());
+    // The last step's score, taken before its update, is the PNG's distance within that one small step.
+    let recorded = sidecar["training"]["losses"]["palette_distance"].as_f64().unwrap() as f32;
+    assert!((recorded - after).abs() < 0.04, "recorded {recorded}, from the PNG {after}");
+    assert!(read_sidecar(&plain)["training"]["losses"].get("palette_distance").is_none());
 
     let out = dir.path().join("refused.png");
     let fail = expect_error;

@@ -67,8 +67,13 @@ impl From<Loss> for Option<f32> {
 pub enum StepLosses {
     /// AdvCLIP: the discriminator's loss, the generator's total and its four terms.
     AdvClip { discriminator: Loss, generator: Loss, embedding: Loss, topology: Loss, gan: Loss, reconstruction: Loss },
-    /// Targeted: the cross-entropy toward the target.
-    Targeted { cross_entropy: Loss },
+    /// Targeted: the cross-entropy toward the target, and with a printability term the patch's non-printability
+    /// score (its pixels' mean distance to the nearest palette colour, unweighted).
+    Targeted {
+        cross_entropy: Loss,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        palette_distance: Option<Loss>,
+    },
 }
 
 impl StepLosses {
@@ -76,7 +81,7 @@ impl StepLosses {
     pub fn headline(&self) -> f32 {
         match self {
             StepLosses::AdvClip { generator, .. } => generator.0,
-            StepLosses::Targeted { cross_entropy } => cross_entropy.0,
+            StepLosses::Targeted { cross_entropy, .. } => cross_entropy.0,
         }
     }
 
@@ -91,7 +96,11 @@ impl StepLosses {
                 ("gan", gan.0),
                 ("rec", reconstruction.0),
             ],
-            StepLosses::Targeted { cross_entropy } => vec![("loss", cross_entropy.0)],
+            StepLosses::Targeted { cross_entropy, palette_distance } => {
+                let mut named = vec![("loss", cross_entropy.0)];
+                named.extend(palette_distance.map(|d| ("palette", d.0)));
+                named
+            }
         }
     }
 }
@@ -299,7 +308,7 @@ mod tests {
         assert_eq!(s.trained_spot, TrainedSpot::Fixed);
         let t = s.training.as_ref().unwrap();
         assert_eq!(t.rate, Some(1.0));
-        assert_eq!(t.losses, Some(StepLosses::Targeted { cross_entropy: Loss(0.0144) }));
+        assert_eq!(t.losses, Some(StepLosses::Targeted { cross_entropy: Loss(0.0144), palette_distance: None }));
         // And it round-trips through the new format unchanged.
         assert_eq!(PatchSidecar::from_json(&s.to_json(), "new.json").unwrap(), s);
     }
@@ -332,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_non_finite_loss_is_stored_as_null_and_read_back_as_nan() {
-        let losses = StepLosses::Targeted { cross_entropy: Loss(f32::NAN) };
+        let losses = StepLosses::Targeted { cross_entropy: Loss(f32::NAN), palette_distance: None };
         let json = serde_json::to_string(&losses).unwrap();
         assert_eq!(json, r#"{"cross_entropy":null}"#);
         let back: StepLosses = serde_json::from_str(&json).unwrap();

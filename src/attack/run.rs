@@ -339,7 +339,12 @@ impl PatchRun {
                 let out = trainer.training_step(model, batch, &self.placement, seed, step, steps);
                 let predictions = read_i64_async(out.predictions).await?;
                 let hits = predictions.iter().filter(|&&p| p as usize == target).count();
-                let losses = StepLosses::Targeted { cross_entropy: Loss(read_scalar_async(out.loss).await?) };
+                let palette_distance = match out.palette_distance {
+                    Some(score) => Some(Loss(read_scalar_async(score).await?)),
+                    None => None,
+                };
+                let losses =
+                    StepLosses::Targeted { cross_entropy: Loss(read_scalar_async(out.loss).await?), palette_distance };
                 (losses, Some(hits as f64 / predictions.len().max(1) as f64))
             }
         };

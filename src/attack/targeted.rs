@@ -79,6 +79,8 @@ pub struct TargetedStep {
     pub loss: Tensor<1>,
     /// Predicted label index per image before the update, [B].
     pub predictions: Tensor<1, Int>,
+    /// With a printability term: the patch's non-printability score before the update (unweighted), [1].
+    pub palette_distance: Option<Tensor<1>>,
 }
 
 /// Optimises a patch so that images wearing it are classified as `target` among `label_embeddings`.
@@ -147,12 +149,16 @@ impl TargetedPatchTrainer {
         learning_rate: f64,
     ) -> TargetedStep {
         let slices = batch_split::training_slices(&images.device(), images.dims()[0]);
-        let (step, mut gradient) = self.loss_and_gradient(model, images, paste, camera, slices);
-        if let Some(printability) = self.config.printability.as_ref().filter(|p| p.weight > 0.0) {
+        let (mut step, mut gradient) = self.loss_and_gradient(model, images, paste, camera, slices);
+        if let Some(printability) = self.config.printability.as_ref() {
             // The patch's own term, once per step (not per slice): a small graph over the patch alone.
             let leaf = self.patch.pixels.val().without_autodiff().autodiff().require_grad();
-            let score = non_printability_score(leaf.clone(), &printability.palette).mul_scalar(printability.weight);
-            gradient = gradient + leaf.grad(&score.backward()).expect("the patch is the score's leaf");
+            let score = non_printability_score(leaf.clone(), &printability.palette);
+            if printability.weight > 0.0 {
+                let weighted = score.clone().mul_scalar(printability.weight);
+                gradient = gradient + leaf.grad(&weighted.backward()).expect("the patch is the score's leaf");
+            }
+            step.palette_distance = Some(score.detach());
         }
         let mut grads = GradientsParams::new();
         grads.register(self.patch.pixels.id, gradient);
@@ -204,7 +210,7 @@ impl TargetedPatchTrainer {
             predictions.push(p);
             gradient = gradient + g;
         }
-        (TargetedStep { loss, predictions: Tensor::cat(predictions, 0) }, gradient)
+        (TargetedStep { loss, predictions: Tensor::cat(predictions, 0), palette_distance: None }, gradient)
     }
 
     /// Step `step` of a `total`-step training run (CLI and browser alike), at that step's learning rate: the patch
