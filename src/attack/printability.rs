@@ -41,17 +41,22 @@ impl Printability {
                 self.weight
             )));
         }
-        if !(1..=MAX_PALETTE_COLOURS).contains(&self.palette.len()) {
-            return Err(Error::invalid(format!(
-                "a printable palette needs 1 to {MAX_PALETTE_COLOURS} colours, not {}",
-                self.palette.len()
-            )));
-        }
-        if let Some(bad) = self.palette.iter().find(|c| c.iter().any(|v| !(0.0..=1.0).contains(v))) {
-            return Err(Error::invalid(format!("palette colour {bad:?}: components must lie in [0, 1]")));
-        }
-        Ok(())
+        check_palette(&self.palette)
     }
+}
+
+/// 1-`MAX_PALETTE_COLOURS` colours, every component in [0, 1].
+fn check_palette(palette: &[[f32; 3]]) -> Result<()> {
+    if !(1..=MAX_PALETTE_COLOURS).contains(&palette.len()) {
+        return Err(Error::invalid(format!(
+            "a printable palette needs 1 to {MAX_PALETTE_COLOURS} colours, not {}",
+            palette.len()
+        )));
+    }
+    if let Some(bad) = palette.iter().find(|c| c.iter().any(|v| !(0.0..=1.0).contains(v))) {
+        return Err(Error::invalid(format!("palette colour {bad:?}: components must lie in [0, 1]")));
+    }
+    Ok(())
 }
 
 /// The stand-in palette: every combination of 0.1, 0.5 and 0.9 in red, green and blue (27 colours).
@@ -74,7 +79,7 @@ pub fn parse_palette(text: &str) -> Result<Vec<[f32; 3]>> {
         Ok([channel(0)?, channel(2)?, channel(4)?])
     };
     let palette = text.split(',').filter(|s| !s.trim().is_empty()).map(colour).collect::<Result<Vec<_>>>()?;
-    Printability { weight: 0.0, palette: palette.clone() }.validate()?;
+    check_palette(&palette)?;
     Ok(palette)
 }
 

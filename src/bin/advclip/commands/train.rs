@@ -146,13 +146,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         printability: match args.printability {
             None => None,
-            Some(weight) => Some(Printability {
-                weight,
-                palette: match &args.palette {
-                    Some(text) => parse_palette(text).context("--palette")?,
-                    None => default_palette(),
-                },
-            }),
+            Some(weight) => {
+                let palette = args.palette.as_deref().map(parse_palette).transpose().context("--palette")?;
+                Some(Printability { weight, palette: palette.unwrap_or_else(default_palette) })
+            }
         },
         ..RunSettings::new(mode, labels, steps)
     };
