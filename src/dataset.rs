@@ -183,7 +183,7 @@ impl Dataset {
         let mut items = Vec::new();
         for file in files {
             let len = std::fs::metadata(file).map_err(|e| Error::io(file.display(), e))?.len() as usize;
-            if len == 0 || len % CIFAR_RECORD != 0 {
+            if len == 0 || !len.is_multiple_of(CIFAR_RECORD) {
                 return Err(Error::invalid(format!(
                     "{}: {len} bytes is not a whole number of CIFAR-10 records ({CIFAR_RECORD} bytes)",
                     file.display()

@@ -283,7 +283,7 @@ pub fn pretrain_on_synth(
         let loss = trainer.step(pixels, &tokens);
         let scale = crate::host::read_scalar(trainer.model.logit_scale.val())?;
         on_step(trainer.step, crate::host::read_scalar(loss)?, scale);
-        if trainer.step % options.checkpoint_every.max(1) == 0 || trainer.step == last {
+        if trainer.step.is_multiple_of(options.checkpoint_every.max(1)) || trainer.step == last {
             let blobs = vec![
                 ("model".into(), crate::checkpoint::module_bytes(&trainer.model, "model")?),
                 ("optimizer".into(), crate::checkpoint::optimizer_bytes(&trainer.optimizer)?),

@@ -28,7 +28,7 @@ pub struct PatchDiscriminator {
 
 impl PatchDiscriminator {
     pub fn new(image_size: usize, device: &Device) -> Result<Self> {
-        if image_size < 16 || image_size % 16 != 0 {
+        if image_size < 16 || !image_size.is_multiple_of(16) {
             return Err(Error::invalid(format!(
                 "the discriminator needs an image size divisible by 16 (got {image_size})"
             )));

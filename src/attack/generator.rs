@@ -37,7 +37,7 @@ pub struct PatchGenerator {
 impl PatchGenerator {
     /// `batch_size` is fixed by the fusion conv: the generator always takes exactly that many noise vectors.
     pub fn new(image_size: usize, batch_size: usize, device: &Device) -> Result<Self> {
-        if image_size < 8 || image_size % 2 != 0 || batch_size == 0 {
+        if image_size < 8 || !image_size.is_multiple_of(2) || batch_size == 0 {
             return Err(Error::invalid(format!(
                 "the generator needs an even image size >= 8 and a batch >= 1 (got {image_size}, {batch_size})"
             )));
@@ -61,7 +61,7 @@ impl PatchGenerator {
             .collect();
         // 32x32 -> S: output = 31 * stride - 2 * padding + 4. At 224 that is the authors' stride 8, padding 14.
         let stride = (1..=64)
-            .find(|s| 31 * s + 4 >= image_size && (31 * s + 4 - image_size) % 2 == 0)
+            .find(|s| 31 * s + 4 >= image_size && (31 * s + 4 - image_size).is_multiple_of(2))
             .expect("an even size always has a stride");
         let padding = (31 * stride + 4 - image_size) / 2;
         Ok(Self {

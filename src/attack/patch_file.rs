@@ -199,10 +199,10 @@ impl PatchSidecar {
         if let Some(printability) = &self.printability {
             printability.validate().map_err(|e| format!("printability: {e}"))?;
         }
-        if let Some(rate) = self.training.as_ref().and_then(|t| t.rate) {
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("a training rate of {rate}, outside [0, 1]"));
-            }
+        if let Some(rate) = self.training.as_ref().and_then(|t| t.rate)
+            && !(0.0..=1.0).contains(&rate)
+        {
+            return Err(format!("a training rate of {rate}, outside [0, 1]"));
         }
         Ok(())
     }

@@ -101,10 +101,10 @@ impl RunSettings {
             }
             printability.validate()?;
         }
-        if let AttackMode::Targeted { target, .. } = self.mode {
-            if target >= self.labels.len() {
-                return Err(Error::invalid("targeted training needs labels and a target among them"));
-            }
+        if let AttackMode::Targeted { target, .. } = self.mode
+            && target >= self.labels.len()
+        {
+            return Err(Error::invalid("targeted training needs labels and a target among them"));
         }
         Ok(())
     }
@@ -121,6 +121,9 @@ impl RunSettings {
 /// The images a run trains on, read by index (lazily from disk for the CLI, from memory in the browser).
 pub trait TrainingImages {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Image `index` resized and centre-cropped to `size`, as [0, 1] CHW pixels.
     fn pixels(&self, index: usize, size: u32) -> Result<Vec<f32>>;
     /// The text AdvCLIP pairs with image `index`: its caption, or a prompt (from `template`) of its class; `None`
@@ -193,7 +196,7 @@ struct RunState {
 
 enum Trainer {
     AdvClip(Box<AdvClipTrainer>),
-    Targeted(TargetedPatchTrainer),
+    Targeted(Box<TargetedPatchTrainer>),
 }
 
 /// A patch-training run in progress.
@@ -236,16 +239,18 @@ impl PatchRun {
                 };
                 Trainer::AdvClip(Box::new(AdvClipTrainer::new(placement, config, device)?))
             }
-            (AttackMode::Targeted { target, spot }, Some(head)) => Trainer::Targeted(TargetedPatchTrainer::new(
-                initial_patch(settings.seed, placement.size, device),
-                head.label_embeddings(),
-                model.logit_scale,
-                TargetedConfig {
-                    spot: *spot,
-                    printability: settings.printability.clone(),
-                    ..TargetedConfig::new(*target)
-                },
-            )),
+            (AttackMode::Targeted { target, spot }, Some(head)) => {
+                Trainer::Targeted(Box::new(TargetedPatchTrainer::new(
+                    initial_patch(settings.seed, placement.size, device),
+                    head.label_embeddings(),
+                    model.logit_scale,
+                    TargetedConfig {
+                        spot: *spot,
+                        printability: settings.printability.clone(),
+                        ..TargetedConfig::new(*target)
+                    },
+                )))
+            }
             (AttackMode::Targeted { .. }, None) => unreachable!("validate() requires labels for targeted training"),
         };
         let state = RunState {

@@ -152,7 +152,7 @@ impl ClipConfig {
         let t = &self.text;
         let fail = |m: String| Err(Error::Config(m));
         let n = |x: usize| x as u64;
-        if v.patch_size == 0 || v.image_size == 0 || v.image_size % v.patch_size != 0 {
+        if v.patch_size == 0 || v.image_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
             return fail(format!("image_size {} is not a multiple of patch_size {}", v.image_size, v.patch_size));
         }
         for (tower, width, heads, layers) in

@@ -571,19 +571,18 @@ mod tests {
     fn a_cut_or_overlong_stream_is_refused() {
         let header_end = 8 + u64::from_le_bytes(WEIGHTS[..8].try_into().unwrap()) as usize;
         for cut in [0, 5, 8, header_end - 1, header_end, header_end + 1, WEIGHTS.len() - 1] {
-            let e = stream(&WEIGHTS[..cut], &[4096], 4096, None).err().expect("refused").to_string();
+            let e = stream(&WEIGHTS[..cut], &[4096], 4096, None).expect_err("refused").to_string();
             assert!(e.contains("not a valid safetensors file"), "cut at {cut}: {e}");
         }
         let e = stream(&WEIGHTS[..WEIGHTS.len() - 1], &[4096], 4096, Some(WEIGHTS.len() as u64 - 1))
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(e.contains("the header describes"), "{e}");
         let mut longer = WEIGHTS.to_vec();
         longer.extend_from_slice(&[0; 3]);
-        let e = stream(&longer, &[4096], 4096, None).err().expect("refused").to_string();
+        let e = stream(&longer, &[4096], 4096, None).expect_err("refused").to_string();
         assert!(e.contains("more bytes follow"), "{e}");
-        let e = stream(WEIGHTS, &[4096], 4096, Some(WEIGHTS.len() as u64 - 10)).err().expect("refused").to_string();
+        let e = stream(WEIGHTS, &[4096], 4096, Some(WEIGHTS.len() as u64 - 10)).expect_err("refused").to_string();
         assert!(e.contains("not a valid safetensors file"), "{e}");
     }
 }

@@ -14,6 +14,9 @@ const MAX_HEADER_BYTES: u64 = 100 << 20;
 /// The bytes of a safetensors file, wherever they live. `read_into` is only called with ranges inside `len()`.
 pub trait WeightsBytes {
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn read_into(&self, offset: u64, out: &mut [u8]) -> Result<()>;
 }
 

@@ -113,9 +113,7 @@ pub fn seeded_tensor(name: &str, shape: &[usize]) -> Vec<f32> {
     }
     let (amp, base) = if name.contains("norm") {
         if name.ends_with(".weight") { (0.1, 1.0) } else { (0.02, 0.0) }
-    } else if name.contains("embedding") && !name.contains("patch_embedding") {
-        (0.02, 0.0)
-    } else if name.ends_with(".bias") {
+    } else if (name.contains("embedding") && !name.contains("patch_embedding")) || name.ends_with(".bias") {
         (0.02, 0.0)
     } else {
         assert!(shape.len() >= 2, "{name}: no rule for shape {shape:?}");
