@@ -264,6 +264,78 @@ fn eval_reports_every_metric_and_apply_writes_images() {
     assert!((500..2000).contains(&changed), "{changed} pixels changed");
 }
 
+/// `eval --per-image` lists every image read: its label, its clean top label (the one `classify` gives the image
+/// alone), its patched ones and the draw that placed the patch, within the sampled ranges; the listing adds up to the
+/// report's rates and is the same whatever the batch size. On the bundled mini CLIP and printable patch, whose
+/// predictions differ from scene to scene and with the patch.
+#[test]
+fn eval_lists_each_image_with_its_draw() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("scenes");
+    ok(advclip(&["synth", "--out", data.to_str().unwrap(), "--count", "24", "--seed", "4242"]));
+    let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let (weights, patch) = (assets.join("mini-clip"), assets.join("patches/printable-red-cross.png"));
+    let (weights, data_arg, patch_arg) = (weights.to_str().unwrap(), data.to_str().unwrap(), patch.to_str().unwrap());
+    let eval = |batch: &str, list: &Path| -> (serde_json::Value, Vec<serde_json::Value>) {
+        let args = ["eval", "--weights", weights, "--data", data_arg, "--patch", patch_arg, "--placement", "random"];
+        let list_arg = list.to_str().unwrap();
+        let out =
+            ok(advclip(&[&args[..], &["--seed", "5", "--batch", batch, "--per-image", list_arg, "--json"]].concat()));
+        let rows = std::fs::read_to_string(list).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (serde_json::from_slice(&out.stdout).unwrap(), rows)
+    };
+    let (report, rows) = eval("16", &dir.path().join("all.jsonl"));
+    assert_eq!(rows.len(), 24);
+
+    let share = |f: &dyn Fn(&serde_json::Value) -> bool| rows.iter().filter(|r| f(r)).count() as f64 / 24.0;
+    let target = "red cross";
+    assert_eq!(report["clean_accuracy"].as_f64().unwrap(), share(&|r| r["clean"] == r["label"]));
+    assert_eq!(report["targeted_success_rate"].as_f64().unwrap(), share(&|r| r["patched"] == target));
+    assert_eq!(report["anywhere"]["targeted_success_rate"].as_f64().unwrap(), share(&|r| r["anywhere"] == target));
+    assert_eq!(report["anywhere"]["fooling_rate"].as_f64().unwrap(), share(&|r| r["anywhere"] != r["clean"]));
+
+    let (_, sidecar) = advclip::attack::patch_file::load_patch(&patch).unwrap();
+    let (side, size) = (sidecar.placement.size as f64, sidecar.placement.image_size as f64);
+    let images: Vec<&str> = rows.iter().map(|r| r["image"].as_str().unwrap()).collect();
+    let labels = report_labels(&data);
+    let classify = [&["classify", "--weights", weights, "--labels", &labels, "--json"][..], &images[..]].concat();
+    let classified: serde_json::Value = serde_json::from_slice(&ok(advclip(&classify)).stdout).unwrap();
+    for (row, alone) in rows.iter().zip(classified.as_array().unwrap()) {
+        let image = Path::new(row["image"].as_str().unwrap());
+        assert!(image.starts_with(&data) && image.is_file(), "{row}");
+        let folder = image.parent().unwrap().file_name().unwrap().to_str().unwrap().replace('_', " ");
+        assert_eq!(row["label"], folder.as_str(), "{row}");
+        assert_eq!(alone["path"], row["image"]);
+        assert_eq!(row["clean"], alone["top"], "{row} against {alone}");
+        let draw = &row["draw"];
+        let (s, angle) = (draw["side_px"].as_f64().unwrap(), draw["angle_degrees"].as_f64().unwrap());
+        assert!(s >= 0.8 * side - 1e-9 && s <= 1.2 * side + 1e-9 && angle.abs() <= 22.5 + 1e-9, "{row}");
+        let reach = s / 2.0 * (angle.to_radians().cos().abs() + angle.to_radians().sin().abs());
+        for c in draw["center_px"].as_array().unwrap().iter().map(|c| c.as_f64().unwrap()) {
+            assert!(c - reach >= -1e-9 && c + reach <= size + 1e-9, "the patch leaves the image: {row}");
+        }
+    }
+    // The scenes are varied and the patch works: a listing that copied one column into another would show here.
+    assert!(share(&|r| r["clean"] == r["label"]) > 0.5 && share(&|r| r["anywhere"] == target) > 0.5, "{rows:?}");
+    let (_, in_fives) = eval("5", &dir.path().join("fives.jsonl"));
+    assert_eq!(rows, in_fives, "the listing depends on the batch size");
+    let nowhere = dir.path().join("missing/rows.jsonl");
+    let args = ["eval", "--weights", weights, "--data", data_arg, "--per-image", nowhere.to_str().unwrap()];
+    expect_error(advclip(&args), "--per-image needs a file path in an existing folder");
+}
+
+/// The class folders of an ImageFolder as zero-shot labels ("red_cross" -> "red cross"), in the order `eval` uses.
+fn report_labels(data: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_str().unwrap().replace('_', " "))
+        .collect();
+    names.sort();
+    names.join(",")
+}
+
 #[test]
 fn bad_training_inputs_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

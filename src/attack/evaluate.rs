@@ -46,6 +46,30 @@ pub enum EvalSpot {
     Random { seed: u64 },
 }
 
+/// One evaluated image, for a per-image listing: its truth and its top label clean and at each spot (no defence).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageOutcome {
+    /// The image's path (`Item::name`).
+    pub name: String,
+    /// Its label's index among the labels, when it has one that is among them.
+    pub truth: Option<usize>,
+    /// The top label's index on the clean image.
+    pub clean: usize,
+    /// Per spot, in `EvalOptions::spots` order: the top label's index with the patch, and the draw that placed it
+    /// (random spots only).
+    pub patched: Vec<(usize, Option<PatchTransform>)>,
+}
+
+/// What `evaluate_patch` measured.
+pub struct Evaluation {
+    /// Per spot, the undefended report and then one per defence.
+    pub reports: Vec<Vec<EvalReport>>,
+    /// Images that could not be read, skipped.
+    pub skipped: usize,
+    /// Every image read, in the dataset's order.
+    pub images: Vec<ImageOutcome>,
+}
+
 pub struct EvalOptions<'a> {
     pub labels: &'a [String],
     /// Every place to measure the patch at, in one pass over the data (at least one).
@@ -60,8 +84,8 @@ pub struct EvalOptions<'a> {
 
 /// Evaluates `patch` ([3, p, p] pixels in [0, 1], host) at each of `options.spots` on `dataset` (with no patch, only
 /// the clean numbers mean anything: the "patched" images are the clean ones): one list of reports per spot, the
-/// images read and their clean predictions computed once for all; unreadable images are skipped and counted in the
-/// returned number.
+/// images read and their clean predictions computed once for all, and each image's outcome; unreadable images are
+/// skipped and counted.
 pub fn evaluate_patch(
     model: &Clip,
     dataset: &Dataset,
@@ -69,7 +93,7 @@ pub fn evaluate_patch(
     options: &EvalOptions,
     device: &Device,
     mut on_batch: impl FnMut(usize),
-) -> Result<(Vec<Vec<EvalReport>>, usize)> {
+) -> Result<Evaluation> {
     let size = model.config().vision.image_size;
     if options.spots.is_empty() {
         return Err(Error::invalid("no spot to evaluate the patch at"));
@@ -94,7 +118,10 @@ pub fn evaluate_patch(
     let n_items = options.limit.map_or(dataset.len(), |l| l.min(dataset.len()));
     let mut skipped = 0;
     let mut truth = Vec::new();
+    let mut names = Vec::new();
     let mut captions = Vec::new();
+    // Per spot, each image's draw (random spots only).
+    let mut draws: Vec<Vec<Option<PatchTransform>>> = vec![Vec::new(); options.spots.len()];
     // Per condition: clean predictions and embeddings; per spot and condition, the patched ones.
     let mut clean_pred = vec![Vec::new(); conditions.len()];
     let mut clean_emb = vec![Vec::new(); conditions.len()];
@@ -114,6 +141,7 @@ pub fn evaluate_patch(
                             .and_then(|name| options.labels.iter().position(|x| x == name)),
                     );
                     captions.push(item.caption.clone());
+                    names.push(item.name());
                 }
                 Err(_) => skipped += 1,
             }
@@ -128,12 +156,16 @@ pub fn evaluate_patch(
         let patched_hosts = options
             .spots
             .iter()
-            .map(|&spot| {
+            .zip(draws.iter_mut())
+            .map(|(&spot, spot_draws)| {
                 let patched = match (&patch, spot) {
-                    (Some((p, placement)), EvalSpot::Fixed) => paste_patch(clean.clone(), p.clone(), placement),
+                    (Some((p, placement)), EvalSpot::Fixed) => {
+                        spot_draws.extend(std::iter::repeat_n(None, b));
+                        paste_patch(clean.clone(), p.clone(), placement)
+                    }
                     (Some((p, placement)), EvalSpot::Random { seed }) => {
                         let ranges = TransformRanges::around_area(placement.area_fraction());
-                        let each = (0..b)
+                        let each: Vec<PatchTransform> = (0..b)
                             .map(|i| {
                                 // The image's place among those read so far: the same draw whatever the batch size.
                                 let index = truth.len() - b + i;
@@ -141,9 +173,13 @@ pub fn evaluate_patch(
                                 PatchTransform::sample(size, &ranges, &mut rng)
                             })
                             .collect();
+                        spot_draws.extend(each.iter().copied().map(Some));
                         Paste::Transformed(each).apply(clean.clone(), p.clone())
                     }
-                    (None, _) => clean.clone(),
+                    (None, _) => {
+                        spot_draws.extend(std::iter::repeat_n(None, b));
+                        clean.clone()
+                    }
                 };
                 read(patched)
             })
@@ -246,7 +282,17 @@ pub fn evaluate_patch(
     let reports = (0..options.spots.len())
         .map(|s| conditions.iter().enumerate().map(|(c, defence)| report(s, c, *defence)).collect())
         .collect();
-    Ok((reports, skipped))
+    let images = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| ImageOutcome {
+            name,
+            truth: truth[i],
+            clean: clean_pred[0][i],
+            patched: (0..options.spots.len()).map(|s| (adv_pred[s][0][i], draws[s][i])).collect(),
+        })
+        .collect();
+    Ok(Evaluation { reports, skipped, images })
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

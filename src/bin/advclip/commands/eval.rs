@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use advclip::attack::defence::Defence;
-use advclip::attack::evaluate::{EvalOptions, EvalReport, EvalSpot, evaluate_patch};
+use advclip::attack::evaluate::{EvalOptions, EvalReport, EvalSpot, Evaluation, evaluate_patch};
 use advclip::attack::patch_file::load_patch;
 use advclip::dataset::Dataset;
 use advclip::zeroshot::{self, DEFAULT_TEMPLATE};
@@ -43,6 +43,10 @@ pub struct EvalArgs {
     /// Seed of the random placements
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also write one JSON line per image read (undefended): its label, the top label clean, with the patch and,
+    /// with --placement random, anywhere with the draw that placed it
+    #[arg(long, value_name = "FILE.jsonl")]
+    per_image: Option<PathBuf>,
     /// Print one JSON object (or, with defences, one per condition under "defences"); with --placement random the
     /// random spots' numbers are under "anywhere"
     #[arg(long)]
@@ -64,6 +68,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (&args.template, args.patch.as_deref(), args.limit, args.probe, args.json);
     if labels.is_empty() {
         bail!("no labels: pass --labels, or use a dataset with class folders");
+    }
+    if let Some(path) = &args.per_image {
+        // Checked before the pass over the data, so that a bad path costs no evaluation.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if path.is_dir() || !parent.is_dir() {
+            bail!("{}: --per-image needs a file path in an existing folder", path.display());
+        }
     }
     let loaded = patch_path.map(load_patch).transpose()?;
     let target = match loaded.as_ref().and_then(|(_, s)| s.target.as_ref()) {
@@ -102,7 +113,30 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let patch = loaded.as_ref().map(|(pixels, sidecar)| (pixels.as_slice(), &sidecar.placement));
     let result = evaluate_patch(&model, &dataset, patch, &options, &device, |k| bar.inc(k as u64));
     bar.finish_and_clear();
-    let (mut per_spot, skipped) = result?;
+    let Evaluation { reports: mut per_spot, skipped, images } = result?;
+    if let Some(path) = &args.per_image {
+        let lines = images.iter().map(|image| {
+            let name = |i: usize| json!(labels[i]);
+            let mut line = json!({
+                "image": image.name,
+                "label": image.truth.map(name),
+                "clean": name(image.clean),
+            });
+            if loaded.is_some() {
+                line["patched"] = name(image.patched[0].0);
+                if let Some((top, Some(draw))) = image.patched.get(1) {
+                    line["anywhere"] = name(*top);
+                    line["draw"] = json!({
+                        "center_px": [draw.center.0, draw.center.1],
+                        "side_px": draw.side,
+                        "angle_degrees": draw.angle.to_degrees(),
+                    });
+                }
+            }
+            line.to_string() + "\n"
+        });
+        advclip::write_atomically(path, lines.collect::<String>().as_bytes())?;
+    }
     let anywhere = random.then(|| per_spot.pop().expect("the random spot's reports"));
     let reports = per_spot.pop().expect("the fixed spot's reports");
     if skipped > 0 {
