@@ -297,7 +297,7 @@ fn eval_lists_each_image_with_its_draw() {
     let (_, sidecar) = advclip::attack::patch_file::load_patch(&patch).unwrap();
     let (side, size) = (sidecar.placement.size as f64, sidecar.placement.image_size as f64);
     let images: Vec<&str> = rows.iter().map(|r| r["image"].as_str().unwrap()).collect();
-    let labels = report_labels(&data);
+    let labels = folder_labels(&data);
     let classify = [&["classify", "--weights", weights, "--labels", &labels, "--json"][..], &images[..]].concat();
     let classified: serde_json::Value = serde_json::from_slice(&ok(advclip(&classify)).stdout).unwrap();
     for (row, alone) in rows.iter().zip(classified.as_array().unwrap()) {
@@ -325,7 +325,7 @@ fn eval_lists_each_image_with_its_draw() {
 }
 
 /// The class folders of an ImageFolder as zero-shot labels ("red_cross" -> "red cross"), in the order `eval` uses.
-fn report_labels(data: &Path) -> String {
+fn folder_labels(data: &Path) -> String {
     let mut names: Vec<String> = std::fs::read_dir(data)
         .unwrap()
         .map(|e| e.unwrap())

@@ -70,6 +70,17 @@ pub struct Evaluation {
     pub images: Vec<ImageOutcome>,
 }
 
+impl EvalSpot {
+    /// Where a random spot puts the patch on the `index`-th image read (a seeded draw of its own, so the same
+    /// whatever the batch size); `None` for the fixed spot.
+    pub fn draw(&self, index: usize, placement: &PatchPlacement) -> Option<PatchTransform> {
+        let EvalSpot::Random { seed } = *self else { return None };
+        let ranges = TransformRanges::around_area(placement.area_fraction());
+        let mut rng = crate::rng::SeededRng::new(seed, &format!("eval spot {index}"));
+        Some(PatchTransform::sample(placement.image_size, &ranges, &mut rng))
+    }
+}
+
 pub struct EvalOptions<'a> {
     pub labels: &'a [String],
     /// Every place to measure the patch at, in one pass over the data (at least one).
@@ -120,8 +131,6 @@ pub fn evaluate_patch(
     let mut truth = Vec::new();
     let mut names = Vec::new();
     let mut captions = Vec::new();
-    // Per spot, each image's draw (random spots only).
-    let mut draws: Vec<Vec<Option<PatchTransform>>> = vec![Vec::new(); options.spots.len()];
     // Per condition: clean predictions and embeddings; per spot and condition, the patched ones.
     let mut clean_pred = vec![Vec::new(); conditions.len()];
     let mut clean_emb = vec![Vec::new(); conditions.len()];
@@ -156,30 +165,17 @@ pub fn evaluate_patch(
         let patched_hosts = options
             .spots
             .iter()
-            .zip(draws.iter_mut())
-            .map(|(&spot, spot_draws)| {
+            .map(|&spot| {
                 let patched = match (&patch, spot) {
-                    (Some((p, placement)), EvalSpot::Fixed) => {
-                        spot_draws.extend(std::iter::repeat_n(None, b));
-                        paste_patch(clean.clone(), p.clone(), placement)
-                    }
-                    (Some((p, placement)), EvalSpot::Random { seed }) => {
-                        let ranges = TransformRanges::around_area(placement.area_fraction());
-                        let each: Vec<PatchTransform> = (0..b)
-                            .map(|i| {
-                                // The image's place among those read so far: the same draw whatever the batch size.
-                                let index = truth.len() - b + i;
-                                let mut rng = crate::rng::SeededRng::new(seed, &format!("eval spot {index}"));
-                                PatchTransform::sample(size, &ranges, &mut rng)
-                            })
+                    (Some((p, placement)), EvalSpot::Fixed) => paste_patch(clean.clone(), p.clone(), placement),
+                    (Some((p, placement)), EvalSpot::Random { .. }) => {
+                        // The images' places among those read so far.
+                        let each = (truth.len() - b..truth.len())
+                            .map(|index| spot.draw(index, placement).expect("a random spot draws"))
                             .collect();
-                        spot_draws.extend(each.iter().copied().map(Some));
                         Paste::Transformed(each).apply(clean.clone(), p.clone())
                     }
-                    (None, _) => {
-                        spot_draws.extend(std::iter::repeat_n(None, b));
-                        clean.clone()
-                    }
+                    (None, _) => clean.clone(),
                 };
                 read(patched)
             })
@@ -289,7 +285,9 @@ pub fn evaluate_patch(
             name,
             truth: truth[i],
             clean: clean_pred[0][i],
-            patched: (0..options.spots.len()).map(|s| (adv_pred[s][0][i], draws[s][i])).collect(),
+            patched: (options.spots.iter().enumerate())
+                .map(|(s, spot)| (adv_pred[s][0][i], patch.as_ref().and_then(|(_, placement)| spot.draw(i, placement))))
+                .collect(),
         })
         .collect();
     Ok(Evaluation { reports, skipped, images })
