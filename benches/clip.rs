@@ -12,13 +12,16 @@
 //! an AVX2 machine: advclip's kernels are AVX2 ones and PyTorch is held to AVX2 (ATen, MKL and oneDNN).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use advclip::attack::{Paste, PatchPlacement, TargetedConfig, TargetedPatchTrainer};
 use advclip::model::{Clip, Preset, TokenBatch, l2_normalize, set_batch_split};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
+
+mod common;
+use common::host::{avx2_on_avx512, cpu_description, threads, torch_command, torch_python};
 
 const IMAGE_BATCHES: [usize; 3] = [1, 8, 32];
 const TEXT_BATCH: usize = 8;
@@ -92,38 +95,6 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row], mut
     }
 }
 
-fn torch_python() -> (String, &'static str, String) {
-    let python = std::env::var("ADVCLIP_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_clip_bench.py");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (python, script, threads.to_string())
-}
-
-/// Whether this build runs AVX2 kernels on a CPU that has AVX-512 (built without the `avx512` feature): the bench
-/// then stands for an AVX2 machine, and PyTorch is held to AVX2 as well.
-fn avx2_on_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        cfg!(not(feature = "avx512")) && std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// The PyTorch process, held to the same SIMD level as advclip's kernels: ATen's own kernels, MKL's and oneDNN's.
-fn torch_command(python: &str) -> Command {
-    let mut command = Command::new(python);
-    if avx2_on_avx512() {
-        command
-            .env("ATEN_CPU_CAPABILITY", "avx2")
-            .env("MKL_ENABLE_INSTRUCTIONS", "AVX2")
-            .env("ONEDNN_MAX_CPU_ISA", "AVX2");
-    }
-    command
-}
-
 /// PyTorch's column heading: its version, and the SIMD level its kernels ran at when advclip's were held to AVX2.
 fn torch_label(hello: &serde_json::Value) -> String {
     let version = hello["torch"].as_str().unwrap_or("?");
@@ -144,14 +115,14 @@ struct TorchCells {
 
 impl TorchCells {
     fn start(seconds: f64) -> Result<Self, String> {
-        let (python, script, threads) = torch_python();
+        let (python, script, threads) = torch_python("torch_clip_bench.py");
         let skipped = || {
             format!(
                 "PyTorch column skipped: `{python}` could not run the torch benchmark (set ADVCLIP_TORCH_PYTHON to a python with torch + transformers)"
             )
         };
         let mut child = torch_command(&python)
-            .args([script, "--serve", "--threads", &threads, "--seconds", &seconds.to_string()])
+            .args([&script, "--serve", "--threads", &threads, "--seconds", &seconds.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -187,10 +158,10 @@ impl Drop for TorchCells {
 }
 
 fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
-    let (python, script, threads) = torch_python();
+    let (python, script, threads) = torch_python("torch_clip_bench.py");
     let out = torch_command(&python)
         .args([
-            script,
+            &script,
             "--threads",
             &threads,
             "--seconds",
@@ -223,25 +194,6 @@ fn bench_torch(seconds: f64, rows: &mut [Row]) -> Option<String> {
         rows[IMAGE_BATCHES.len() + 1 + i].per_second.push((label.clone(), v));
     }
     None
-}
-
-/// The CPU model and the widest SIMD it has, as the kernels see it at run time.
-fn cpu_description() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']));
-    #[cfg(target_arch = "x86_64")]
-    let simd = if avx2_on_avx512() {
-        "AVX-512, but AVX2 kernels on both sides: built without the avx512 feature"
-    } else if std::arch::is_x86_feature_detected!("avx512f") {
-        "AVX-512"
-    } else if std::arch::is_x86_feature_detected!("avx2") {
-        "AVX2"
-    } else {
-        "SSE only"
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = std::env::consts::ARCH;
-    format!("{} ({simd})", model.unwrap_or("an unknown CPU"))
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -356,7 +308,7 @@ fn main() {
     };
     let header = format!(
         "CLIP ViT-B/32, fp32, random weights, {} threads, {seconds} s per cell{}, on {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads(),
         if cells.is_some() { ", PyTorch's cell right after advclip's" } else { "" },
         cpu_description()
     );
