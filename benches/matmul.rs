@@ -126,7 +126,7 @@ fn encoder_flops(vision: &VisionConfig, projection: usize, full_last_block: bool
 
 /// gemm on every weight of the encoder's blocks (`num_layers` x the six of `block_shapes`, so that they come from
 /// memory as in the model) for one batch of `batch` images: the rows cut into one slice per thread, each slice's
-/// product started from the bias rows with the same call `model::linear` makes. GFLOP/s.
+/// product started from the bias rows by `model::product_onto`, the call the linear layers make. GFLOP/s.
 fn gemm_rate(vision: &VisionConfig, batch: usize, seconds: f64) -> f64 {
     use rayon::prelude::*;
     let shapes = block_shapes(vision);
@@ -152,32 +152,7 @@ fn gemm_rate(vision: &VisionConfig, batch: usize, seconds: f64) -> f64 {
                 for row in out[..rows * n].chunks_exact_mut(n) {
                     row.copy_from_slice(bias);
                 }
-                let parallelism =
-                    if rows * n * k >= 192 * 192 * 192 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-                // SAFETY: `out` holds [rows, n] row-major, `input` [rows, k] and `w` [k, n], all contiguous.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        n,
-                        k,
-                        out.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        true,
-                        input.as_ptr(),
-                        1,
-                        k as isize,
-                        w.as_ptr(),
-                        1,
-                        n as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        parallelism,
-                    );
-                }
+                advclip::model::product_onto(out, input, w, [rows, k, n]);
             }
         });
     });

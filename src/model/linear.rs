@@ -53,40 +53,96 @@ fn gemm_from_bias(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> 
     let layout = weight.layout();
     let (weight_row_stride, weight_column_stride) = (layout.strides()[0], layout.strides()[1]);
     let weight_values = &weight.storage::<f32>()[layout.start_offset()..];
-    // Burn's own rule (burn-flex's matmul): gemm splits a product across the pool from 192^3 multiply-adds on.
+    if rows > 0 && d_output > 0 {
+        // SAFETY: `out` is [rows, d_output] row-major, `input` [rows, d_input] row-major (contiguous, checked above),
+        // and the weight's [d_input, d_output] elements lie at its layout's strides from `weight_values`' start.
+        unsafe {
+            gemm_onto(
+                out.as_mut_ptr(),
+                bias.is_some(),
+                input.as_ptr(),
+                weight_values.as_ptr(),
+                [weight_row_stride, weight_column_stride],
+                [rows, d_input, d_output],
+            )
+        };
+    }
+    Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
+}
+
+/// `out[rows, d_output] = input[rows, d_input] · weight` added onto what `out` holds (its bias rows, or zeros), for a
+/// contiguous `weight` of [d_input, d_output]: the call the native linear layers make, public for
+/// `benches/matmul.rs`, which times it on ViT-B/32's weights.
+///
+/// # Panics
+/// When a slice is shorter than its shape says.
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[doc(hidden)]
+pub fn product_onto(out: &mut [f32], input: &[f32], weight: &[f32], [rows, d_input, d_output]: [usize; 3]) {
+    assert!(out.len() >= rows * d_output, "out holds {} values, not {rows} x {d_output}", out.len());
+    assert!(input.len() >= rows * d_input, "input holds {} values, not {rows} x {d_input}", input.len());
+    assert!(weight.len() >= d_input * d_output, "weight holds {} values, not {d_input} x {d_output}", weight.len());
+    if rows > 0 && d_output > 0 {
+        // SAFETY: the three slices hold the shapes given (checked above), the weight contiguous and row-major.
+        unsafe {
+            gemm_onto(
+                out.as_mut_ptr(),
+                true,
+                input.as_ptr(),
+                weight.as_ptr(),
+                [d_output as isize, 1],
+                [rows, d_input, d_output],
+            )
+        };
+    }
+}
+
+/// The gemm call itself: `out` ([rows, d_output], row-major) gets `input` ([rows, d_input], row-major) times the
+/// weight whose element (i, o) lies at `weight + i * strides[0] + o * strides[1]`, added onto `out`'s values when
+/// `read_out`. Burn's own rule (burn-flex's matmul) for threads: gemm splits a product across the pool from 192^3
+/// multiply-adds on.
+///
+/// # Safety
+/// Every pointer must be valid for the elements the shapes and strides reach, `out` for writes, and none may alias
+/// `out`.
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+unsafe fn gemm_onto(
+    out: *mut f32,
+    read_out: bool,
+    input: *const f32,
+    weight: *const f32,
+    [weight_row_stride, weight_column_stride]: [isize; 2],
+    [rows, d_input, d_output]: [usize; 3],
+) {
     let parallelism = if rows.saturating_mul(d_output).saturating_mul(d_input) >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
     };
-    if rows > 0 && d_output > 0 {
-        // SAFETY: `out` is [rows, d_output] row-major, `input` [rows, d_input] row-major (contiguous, checked above),
-        // and the weight's [d_input, d_output] elements lie at its layout's strides from `weight_values`' start.
-        unsafe {
-            gemm::gemm(
-                rows,
-                d_output,
-                d_input,
-                out.as_mut_ptr(),
-                1,
-                d_output as isize,
-                bias.is_some(),
-                input.as_ptr(),
-                1,
-                d_input as isize,
-                weight_values.as_ptr(),
-                weight_column_stride,
-                weight_row_stride,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+    // SAFETY: the caller's promise.
+    unsafe {
+        gemm::gemm(
+            rows,
+            d_output,
+            d_input,
+            out,
+            1,
+            d_output as isize,
+            read_out,
+            input,
+            1,
+            d_input as isize,
+            weight,
+            weight_column_stride,
+            weight_row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
-    Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
 }
 
 #[cfg(not(all(feature = "flex", not(target_arch = "wasm32"))))]
@@ -117,5 +173,30 @@ mod tests {
         let tracked = Tensor::<3>::random([1, 3, 64], Distribution::Normal(0.0, 1.0), &device);
         let layer = LinearConfig::new(64, 32).init(&device);
         assert!(gemm_from_bias(&layer, tracked).is_err(), "autodiff needs Burn's graph");
+    }
+
+    /// `product_onto` adds the product onto what `out` holds, equal to the sum written out, at a size gemm splits
+    /// across the pool and one it does not; a slice shorter than its shape is refused.
+    #[test]
+    fn the_public_product_adds_onto_out() {
+        for (rows, d_input, d_output) in [(100, 96, 200), (3, 5, 7)] {
+            let input: Vec<f32> = (0..rows * d_input).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
+            let weight: Vec<f32> = (0..d_input * d_output).map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5).collect();
+            let start: Vec<f32> = (0..rows * d_output).map(|i| (i % 3) as f32).collect();
+            let mut out = start.clone();
+            product_onto(&mut out, &input, &weight, [rows, d_input, d_output]);
+            for r in 0..rows {
+                for o in 0..d_output {
+                    let sum: f64 = (0..d_input)
+                        .map(|i| f64::from(input[r * d_input + i]) * f64::from(weight[i * d_output + o]))
+                        .sum::<f64>()
+                        + f64::from(start[r * d_output + o]);
+                    let got = f64::from(out[r * d_output + o]);
+                    assert!((got - sum).abs() < 1e-4 * (1.0 + sum.abs()), "[{r}, {o}]: {got} against {sum}");
+                }
+            }
+        }
+        let short = std::panic::catch_unwind(|| product_onto(&mut [0.0; 5], &[0.0; 6], &[0.0; 6], [2, 3, 3]));
+        assert!(short.is_err(), "an out of 5 values for 2 x 3 must be refused");
     }
 }

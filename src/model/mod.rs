@@ -18,6 +18,9 @@ mod wasm_linear;
 pub use batch_split::set_batch_split;
 pub use clip::{Clip, l2_normalize};
 pub use config::{Activation, ClipConfig, Preset, TextConfig, VisionConfig};
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[doc(hidden)]
+pub use linear::product_onto;
 #[cfg(not(target_arch = "wasm32"))]
 pub use load::load_clip;
 pub use load::{
