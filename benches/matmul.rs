@@ -13,7 +13,7 @@ use advclip::model::{Clip, Preset, VisionConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 
 mod common;
-use common::host::{avx2_on_avx512, cpu_description, threads, torch_command, torch_python};
+use common::host::{avx512_kernels, cpu_description, threads, torch_command, torch_python};
 
 /// Image batches measured: each is cut into one slice per thread, as `model::batch_split` cuts it.
 const BATCHES: [usize; 2] = [8, 32];
@@ -124,6 +124,13 @@ fn encoder_flops(vision: &VisionConfig, projection: usize, full_last_block: bool
     2.0 * (embed + blocks + d * projection) as f64
 }
 
+/// The rows of each thread's slice of a batch of `batch` images (tokens times images, the first slices one image
+/// longer where the batch does not divide), as `model::batch_split` cuts it.
+fn slice_rows(vision: &VisionConfig, batch: usize) -> Vec<usize> {
+    let slices = threads().min(batch).max(1);
+    (0..slices).map(|s| (batch / slices + usize::from(s < batch % slices)) * vision.num_positions()).collect()
+}
+
 /// gemm on every weight of the encoder's blocks (`num_layers` x the six of `block_shapes`, so that they come from
 /// memory as in the model) for one batch of `batch` images: the rows cut into one slice per thread, each slice's
 /// product started from the bias rows by `model::product_onto`, the call the linear layers make. GFLOP/s.
@@ -137,9 +144,7 @@ fn gemm_rate(vision: &VisionConfig, batch: usize, seconds: f64) -> f64 {
             (k, n, w, vec![0.01; n])
         })
         .collect();
-    let slices = threads().min(batch).max(1);
-    let rows: Vec<usize> =
-        (0..slices).map(|s| (batch / slices + usize::from(s < batch % slices)) * vision.num_positions()).collect();
+    let rows = slice_rows(vision, batch);
     let widest = shapes.iter().map(|&(k, n)| k.max(n)).max().unwrap_or(0);
     let inputs: Vec<Vec<f32>> =
         rows.iter().map(|&r| (0..r * widest).map(|j| (j % 11) as f32 * 0.02 - 0.1).collect()).collect();
@@ -171,12 +176,14 @@ fn encoder_rate(model: &Clip, vision: &VisionConfig, projection: usize, batch: u
     per_s * batch as f64 * encoder_flops(vision, projection, false) / 1e9
 }
 
-/// PyTorch's `F.linear` over the same weights at each batch's rows, all threads: GFLOP/s per batch, and its label.
-fn torch_rates(seconds: f64) -> Result<(String, Vec<f64>), String> {
+/// PyTorch's `F.linear` over weights of the same shapes at each batch's rows, all threads: GFLOP/s per batch, and its label.
+fn torch_rates(vision: &VisionConfig, seconds: f64) -> Result<(String, Vec<f64>), String> {
     let (python, script, threads) = torch_python("torch_matmul_bench.py");
     let batches = BATCHES.map(|b| b.to_string()).join(",");
     let out = torch_command(&python)
         .args([&script, "--threads", &threads, "--seconds", &seconds.to_string(), "--batches", &batches])
+        .args(["--width", &vision.hidden_size.to_string(), "--mlp", &vision.intermediate_size.to_string()])
+        .args(["--layers", &vision.num_layers.to_string(), "--tokens", &vision.num_positions().to_string()])
         .output()
         .map_err(|e| format!("PyTorch rows skipped: `{python}` did not start ({e}); set ADVCLIP_TORCH_PYTHON"))?;
     if !out.status.success() {
@@ -218,17 +225,7 @@ fn main() {
     let vision = config.vision.clone();
     let model = Clip::new(&config, &Device::flex());
     let threads = threads();
-    // The kernels gemm runs: 512-bit where the build has the `avx512` feature and the CPU AVX-512, else 256-bit.
-    let wide = cfg!(feature = "avx512") && cfg!(target_arch = "x86_64") && !avx2_on_avx512() && {
-        #[cfg(target_arch = "x86_64")]
-        {
-            is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    };
+    let wide = avx512_kernels();
 
     let mut rows: Vec<Row> = Vec::new();
     let push = |rows: &mut Vec<Row>, what: String, rate: f64| match rows.iter_mut().find(|r| r.what == what) {
@@ -250,7 +247,7 @@ fn main() {
             let what = format!(
                 "gemm ({}), ViT-B/32's 72 block weights, batch {batch} ({} rows a slice)",
                 if wide { "AVX-512 kernels" } else { "AVX2 kernels" },
-                batch.div_ceil(threads.min(batch)) * vision.num_positions()
+                slice_rows(&vision, batch)[0]
             );
             let rate = gemm_rate(&vision, batch, seconds);
             eprintln!("round {}: {what}: {rate:.1} GFLOP/s", round + 1);
@@ -266,11 +263,11 @@ fn main() {
             push(&mut rows, what, rate);
         }
         if torch {
-            match torch_rates(seconds) {
+            match torch_rates(&vision, seconds) {
                 Ok((label, rates)) => {
                     for (&batch, rate) in BATCHES.iter().zip(rates) {
                         let what = format!(
-                            "{label} F.linear, the same weights, batch {batch} ({} rows, one product)",
+                            "{label} F.linear, weights of the same shapes, batch {batch} ({} rows, one product)",
                             batch * vision.num_positions()
                         );
                         eprintln!("round {}: {what}: {rate:.1} GFLOP/s", round + 1);

@@ -1,4 +1,4 @@
-"""PyTorch's F.linear over ViT-B/32's 72 block weights, at the rows of an image batch; one JSON object on stdout."""
+"""PyTorch's F.linear over a ViT's block weights (ViT-B/32's 72 by default), at the rows of an image batch; one JSON object on stdout."""
 # Usage: /tmp/clip-ref/bin/python benches/torch_matmul_bench.py [--threads N] [--seconds S] [--batches 8,32]
 # (venv: tests/fixtures/setup_oracle.sh). The Rust bench `cargo bench --bench matmul` runs it for its PyTorch rows.
 import argparse
@@ -11,14 +11,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all cores)")
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per batch (default 3)")
-    ap.add_argument("--batches", default="8,32", help="comma separated image batch sizes (50 rows an image)")
+    ap.add_argument("--batches", default="8,32", help="comma separated image batch sizes")
+    ap.add_argument("--width", type=int, default=768, help="the blocks' width (ViT-B/32: 768)")
+    ap.add_argument("--mlp", type=int, default=3072, help="the MLP's inner width (ViT-B/32: 3072)")
+    ap.add_argument("--layers", type=int, default=12, help="blocks (ViT-B/32: 12)")
+    ap.add_argument("--tokens", type=int, default=50, help="rows an image (ViT-B/32: 50)")
     args = ap.parse_args()
 
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(args.threads)
-    d, m, layers, tokens = 768, 3072, 12, 50
+    d, m, layers, tokens = args.width, args.mlp, args.layers, args.tokens
     shapes = [(d, d), (d, d), (d, d), (d, d), (m, d), (d, m)]  # (out, in), as nn.Linear holds them
     generator = torch.Generator().manual_seed(0)
     weights = [(torch.randn(o, i, generator=generator) * 0.02, torch.zeros(o))

@@ -16,17 +16,27 @@ pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Whether this build runs AVX2 kernels on a CPU that has AVX-512 (built without the `avx512` feature): the bench
-/// then stands for an AVX2 machine, and PyTorch is held to AVX2 as well.
-pub fn avx2_on_avx512() -> bool {
+/// Whether the CPU has AVX-512 (F), detected at run time.
+fn cpu_has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        cfg!(not(feature = "avx512")) && std::arch::is_x86_feature_detected!("avx512f")
+        std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
     }
+}
+
+/// Whether gemm runs its AVX-512 kernels here: the build has the `avx512` feature and the CPU AVX-512.
+pub fn avx512_kernels() -> bool {
+    cfg!(feature = "avx512") && cpu_has_avx512()
+}
+
+/// Whether this build runs AVX2 kernels on a CPU that has AVX-512 (built without the `avx512` feature): the bench
+/// then stands for an AVX2 machine, and PyTorch is held to AVX2 as well.
+pub fn avx2_on_avx512() -> bool {
+    !cfg!(feature = "avx512") && cpu_has_avx512()
 }
 
 /// The PyTorch process, held to the same SIMD level as advclip's kernels: ATen's own kernels, MKL's and oneDNN's.
@@ -48,7 +58,7 @@ pub fn cpu_description() -> String {
     #[cfg(target_arch = "x86_64")]
     let simd = if avx2_on_avx512() {
         "AVX-512, but AVX2 kernels on both sides: built without the avx512 feature"
-    } else if std::arch::is_x86_feature_detected!("avx512f") {
+    } else if cpu_has_avx512() {
         "AVX-512"
     } else if std::arch::is_x86_feature_detected!("avx2") {
         "AVX2"

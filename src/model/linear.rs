@@ -53,20 +53,18 @@ fn gemm_from_bias(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> 
     let layout = weight.layout();
     let (weight_row_stride, weight_column_stride) = (layout.strides()[0], layout.strides()[1]);
     let weight_values = &weight.storage::<f32>()[layout.start_offset()..];
-    if rows > 0 && d_output > 0 {
-        // SAFETY: `out` is [rows, d_output] row-major, `input` [rows, d_input] row-major (contiguous, checked above),
-        // and the weight's [d_input, d_output] elements lie at its layout's strides from `weight_values`' start.
-        unsafe {
-            gemm_onto(
-                out.as_mut_ptr(),
-                bias.is_some(),
-                input.as_ptr(),
-                weight_values.as_ptr(),
-                [weight_row_stride, weight_column_stride],
-                [rows, d_input, d_output],
-            )
-        };
-    }
+    // SAFETY: `out` is [rows, d_output] row-major, `input` [rows, d_input] row-major (contiguous, checked above),
+    // and the weight's [d_input, d_output] elements lie at its layout's strides from `weight_values`' start.
+    unsafe {
+        gemm_onto(
+            out.as_mut_ptr(),
+            bias.is_some(),
+            input.as_ptr(),
+            weight_values.as_ptr(),
+            [weight_row_stride, weight_column_stride],
+            [rows, d_input, d_output],
+        )
+    };
     Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
 }
 
@@ -82,24 +80,22 @@ pub fn product_onto(out: &mut [f32], input: &[f32], weight: &[f32], [rows, d_inp
     assert!(out.len() >= rows * d_output, "out holds {} values, not {rows} x {d_output}", out.len());
     assert!(input.len() >= rows * d_input, "input holds {} values, not {rows} x {d_input}", input.len());
     assert!(weight.len() >= d_input * d_output, "weight holds {} values, not {d_input} x {d_output}", weight.len());
-    if rows > 0 && d_output > 0 {
-        // SAFETY: the three slices hold the shapes given (checked above), the weight contiguous and row-major.
-        unsafe {
-            gemm_onto(
-                out.as_mut_ptr(),
-                true,
-                input.as_ptr(),
-                weight.as_ptr(),
-                [d_output as isize, 1],
-                [rows, d_input, d_output],
-            )
-        };
-    }
+    // SAFETY: the three slices hold the shapes given (checked above), the weight contiguous and row-major.
+    unsafe {
+        gemm_onto(
+            out.as_mut_ptr(),
+            true,
+            input.as_ptr(),
+            weight.as_ptr(),
+            [d_output as isize, 1],
+            [rows, d_input, d_output],
+        )
+    };
 }
 
 /// The gemm call itself: `out` ([rows, d_output], row-major) gets `input` ([rows, d_input], row-major) times the
 /// weight whose element (i, o) lies at `weight + i * strides[0] + o * strides[1]`, added onto `out`'s values when
-/// `read_out`. Burn's own rule (burn-flex's matmul) for threads: gemm splits a product across the pool from 192^3
+/// `read_out`; an empty `out` is left alone. Burn's own rule (burn-flex's matmul) for threads: gemm splits a product across the pool from 192^3
 /// multiply-adds on.
 ///
 /// # Safety
@@ -114,6 +110,9 @@ unsafe fn gemm_onto(
     [weight_row_stride, weight_column_stride]: [isize; 2],
     [rows, d_input, d_output]: [usize; 3],
 ) {
+    if rows == 0 || d_output == 0 {
+        return; // nothing to write
+    }
     let parallelism = if rows.saturating_mul(d_output).saturating_mul(d_input) >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)
     } else {
