@@ -2,8 +2,9 @@
 //! in the same run.
 //!
 //! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu` (also `cpu-whole`: the CPU without
-//! splitting batches across threads), `--no-torch`, `--rounds N` (the whole table N times, then each column's ratio
-//! to PyTorch per round and the median of those ratios), `--interleave` (PyTorch times each cell right after
+//! splitting batches across threads; `cpu-f32`: the CPU with its products in f32 on gemm's kernels even where AMX
+//! tiles would run them, `model::set_matrix_tiles(false)`), `--no-torch`, `--rounds N` (the whole table N times, then
+//! each column's ratio to PyTorch per round and the median of those ratios), `--interleave` (PyTorch times each cell right after
 //! advclip's first column has timed it, so that the two share the machine's load of those seconds; without it
 //! PyTorch's whole column follows advclip's, half a minute or more later).
 //! PyTorch runs `benches/torch_clip_bench.py` with `$ADVCLIP_TORCH_PYTHON` (default `python3`); its column is
@@ -16,7 +17,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use advclip::attack::{Paste, PatchPlacement, TargetedConfig, TargetedPatchTrainer};
-use advclip::model::{Clip, Preset, TokenBatch, l2_normalize, set_batch_split};
+use advclip::model::{Clip, Preset, TokenBatch, l2_normalize, set_batch_split, set_matrix_tiles};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -227,8 +228,10 @@ fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut To
     for name in devices.split(',') {
         // `cpu-whole`: the CPU with each batch encoded as one, not split across the threads (model::batch_split).
         set_batch_split(name != "cpu-whole");
+        // `cpu-f32`: the CPU with every product on gemm's f32 kernels (model::matrix_tiles).
+        set_matrix_tiles(name != "cpu-f32");
         let device = match name {
-            "cpu" | "cpu-whole" => Device::flex(),
+            "cpu" | "cpu-whole" | "cpu-f32" => Device::flex(),
             #[cfg(feature = "wgpu")]
             "wgpu" => Device::wgpu(Default::default()),
             #[cfg(feature = "cuda")]

@@ -5,11 +5,13 @@
 //! table shows each round and the median), `--no-torch`. PyTorch runs `benches/torch_matmul_bench.py` with
 //! `$ADVCLIP_TORCH_PYTHON` (default `python3`), held to AVX2 where advclip's kernels are (built without `avx512`).
 //! Why: most of the encoder's time is gemm's (README, "Benchmarks"); this table says how much of the hardware that
-//! is, so that a ratio to PyTorch can be read as kernel against kernel.
+//! is, so that a ratio to PyTorch can be read as kernel against kernel. Where the products run on AMX tiles (feature
+//! `amx`, a CPU that has them), the gemm and encoder rows are measured both ways: on the tiles, and on gemm's f32
+//! kernels (`model::set_matrix_tiles(false)`); the tiles' rows can pass the FMA peak, which counts f32 arithmetic.
 
 use std::time::{Duration, Instant};
 
-use advclip::model::{Clip, Preset, VisionConfig};
+use advclip::model::{Clip, Preset, VisionConfig, matrix_tiles_active, set_matrix_tiles};
 use burn::tensor::{Device, Distribution, Tensor};
 
 mod common;
@@ -226,6 +228,13 @@ fn main() {
     let model = Clip::new(&config, &Device::flex());
     let threads = threads();
     let wide = avx512_kernels();
+    // The product paths to measure: AMX tiles where they run, and gemm's f32 kernels always.
+    let kernels = if wide { "AVX-512 kernels" } else { "AVX2 kernels" };
+    let paths: Vec<(bool, &str)> = if matrix_tiles_active() {
+        vec![(true, "AMX tiles, bf16 x 3"), (false, kernels)]
+    } else {
+        vec![(false, kernels)]
+    };
 
     let mut rows: Vec<Row> = Vec::new();
     let push = |rows: &mut Vec<Row>, what: String, rate: f64| match rows.iter_mut().find(|r| r.what == what) {
@@ -243,25 +252,28 @@ fn main() {
                 push(&mut rows, format!("FMA peak, 512-bit (AVX-512), {threads} threads"), rate);
             }
         }
-        for &batch in &BATCHES {
-            let what = format!(
-                "gemm ({}), ViT-B/32's 72 block weights, batch {batch} ({} rows a slice)",
-                if wide { "AVX-512 kernels" } else { "AVX2 kernels" },
-                slice_rows(&vision, batch)[0]
-            );
-            let rate = gemm_rate(&vision, batch, seconds);
-            eprintln!("round {}: {what}: {rate:.1} GFLOP/s", round + 1);
-            push(&mut rows, what, rate);
+        for &(tiles, path) in &paths {
+            set_matrix_tiles(tiles);
+            for &batch in &BATCHES {
+                let what = format!(
+                    "gemm ({path}), ViT-B/32's 72 block weights, batch {batch} ({} rows a slice)",
+                    slice_rows(&vision, batch)[0]
+                );
+                let rate = gemm_rate(&vision, batch, seconds);
+                eprintln!("round {}: {what}: {rate:.1} GFLOP/s", round + 1);
+                push(&mut rows, what, rate);
+            }
+            for &batch in &BATCHES {
+                let what = format!(
+                    "advclip's image encoder ({path}), batch {batch} ({:.2} GFLOP an image)",
+                    encoder_flops(&vision, config.projection_dim, false) / 1e9
+                );
+                let rate = encoder_rate(&model, &vision, config.projection_dim, batch, seconds);
+                eprintln!("round {}: {what}: {rate:.1} GFLOP/s", round + 1);
+                push(&mut rows, what, rate);
+            }
         }
-        for &batch in &BATCHES {
-            let what = format!(
-                "advclip's image encoder, batch {batch} ({:.2} GFLOP an image)",
-                encoder_flops(&vision, config.projection_dim, false) / 1e9
-            );
-            let rate = encoder_rate(&model, &vision, config.projection_dim, batch, seconds);
-            eprintln!("round {}: {what}: {rate:.1} GFLOP/s", round + 1);
-            push(&mut rows, what, rate);
-        }
+        set_matrix_tiles(true);
         if torch {
             match torch_rates(&vision, seconds) {
                 Ok((label, rates)) => {

@@ -67,5 +67,7 @@ pub fn cpu_description() -> String {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let simd = std::env::consts::ARCH;
-    format!("{} ({simd})", model.unwrap_or("an unknown CPU"))
+    // Where the products run: AMX tiles (three bf16 products each) where the CPU offers them and the build has `amx`.
+    let products = if advclip::model::matrix_tiles_active() { "; f32 products on AMX tiles (bf16 x 3)" } else { "" };
+    format!("{} ({simd}{products})", model.unwrap_or("an unknown CPU"))
 }

@@ -7,6 +7,7 @@ mod cpu_math;
 mod cpu_tensor;
 mod linear;
 pub mod load;
+mod matrix_tiles;
 mod quick_gelu;
 pub mod safetensors_file;
 pub mod softmax;
@@ -27,5 +28,6 @@ pub use load::{
     ClipLoader, convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes, load_clip_from_source,
     save_clip_safetensors,
 };
+pub use matrix_tiles::{matrix_tiles_active, set_matrix_tiles};
 pub use safetensors_file::WeightsBytes;
 pub use text::TokenBatch;

@@ -1,4 +1,110 @@
 pub mod f32 {
-    type T = f32;
-    gemm_common::gemm_def!(f32, 2);
+    /// gemm's own kernels, as published.
+    mod kernels {
+        type T = f32;
+        gemm_common::gemm_def!(f32, 2);
+    }
+
+    type GemmTy = unsafe fn(
+        usize,
+        usize,
+        usize,
+        *mut f32,
+        isize,
+        isize,
+        bool,
+        *const f32,
+        isize,
+        isize,
+        *const f32,
+        isize,
+        isize,
+        f32,
+        f32,
+        bool,
+        bool,
+        bool,
+        gemm_common::Parallelism,
+    );
+
+    /// The f32 product: gemm's kernels, or (advclip's change, feature `amx`) AMX tiles where they apply.
+    #[inline(always)]
+    pub fn get_gemm_fn() -> GemmTy {
+        #[cfg(all(feature = "amx", target_arch = "x86_64"))]
+        {
+            amx_or_kernels
+        }
+        #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
+        {
+            kernels::get_gemm_fn()
+        }
+    }
+
+    #[cfg(all(feature = "amx", target_arch = "x86_64"))]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn amx_or_kernels(
+        m: usize,
+        n: usize,
+        k: usize,
+        dst: *mut f32,
+        dst_cs: isize,
+        dst_rs: isize,
+        read_dst: bool,
+        lhs: *const f32,
+        lhs_cs: isize,
+        lhs_rs: isize,
+        rhs: *const f32,
+        rhs_cs: isize,
+        rhs_rs: isize,
+        alpha: f32,
+        beta: f32,
+        conj_dst: bool,
+        conj_lhs: bool,
+        conj_rhs: bool,
+        parallelism: gemm_common::Parallelism,
+    ) {
+        // SAFETY: gemm's contract, passed on unchanged.
+        unsafe {
+            if !crate::amx::gemm(
+                m,
+                n,
+                k,
+                dst,
+                dst_cs,
+                dst_rs,
+                read_dst,
+                lhs,
+                lhs_cs,
+                lhs_rs,
+                rhs,
+                rhs_cs,
+                rhs_rs,
+                alpha,
+                beta,
+                parallelism,
+            ) {
+                kernels::get_gemm_fn()(
+                    m,
+                    n,
+                    k,
+                    dst,
+                    dst_cs,
+                    dst_rs,
+                    read_dst,
+                    lhs,
+                    lhs_cs,
+                    lhs_rs,
+                    rhs,
+                    rhs_cs,
+                    rhs_rs,
+                    alpha,
+                    beta,
+                    conj_dst,
+                    conj_lhs,
+                    conj_rhs,
+                    parallelism,
+                )
+            }
+        }
+    }
 }

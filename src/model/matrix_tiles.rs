@@ -1,0 +1,25 @@
+//! Whether the CPU's f32 matrix products run on Intel AMX tiles, each as three bf16 products (feature `amx`).
+//!
+//! Every matrix product of the CPU path (the linear layers, attention, Burn's autodiff) is gemm's. With the `amx`
+//! feature, the vendored gemm-f32 runs the larger ones on AMX tiles where the CPU and Linux offer them (Sapphire
+//! Rapids and later): each f32 operand split into two bf16 halves, `hi·hi + hi·lo + lo·hi` summed in f32. That is
+//! not an f32 product bit for bit: it errs by up to about 2^-18 of the terms' magnitude where gemm's f32 kernels stay
+//! near 1e-7 (`tests/matrix_tiles.rs`), well inside the 1e-4 parity with the reference; where AMX is absent nothing
+//! changes.
+
+/// Turns the AMX path on or off for the whole process (on by default where it is available), e.g. to measure the
+/// exact f32 products beside it.
+pub fn set_matrix_tiles(enabled: bool) {
+    #[cfg(all(feature = "amx", target_arch = "x86_64"))]
+    gemm_f32::amx::set_enabled(enabled);
+    #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
+    let _ = enabled;
+}
+
+/// Whether f32 products now run on AMX tiles: built with `amx`, switched on, and offered by this CPU and OS.
+pub fn matrix_tiles_active() -> bool {
+    #[cfg(all(feature = "amx", target_arch = "x86_64"))]
+    return gemm_f32::amx::is_active();
+    #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
+    false
+}
