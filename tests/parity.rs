@@ -14,11 +14,11 @@ fn pixels(reference: &std::collections::HashMap<String, RefTensor>, device: &bur
     Tensor::from_data(TensorData::new(p.values.clone(), shape), device)
 }
 
-/// Layer by layer at 1e-5 with the products in f32; on a CPU whose products run on AMX tiles (three bf16 products
-/// each, `model::matrix_tiles`), again with the tiles, at the looser tolerance their rounding needs.
 /// The two tests that set the process-wide product path hold this while they run, so neither sees the other's.
 static PRODUCT_PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Layer by layer at 1e-5 with the products in f32; on a CPU whose products run on AMX tiles (three bf16 products
+/// each, `model::matrix_tiles`), again with the tiles, at the looser tolerance their rounding needs.
 #[test]
 fn tiny_model_matches_transformers_layer_by_layer() {
     let _path = PRODUCT_PATH.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
