@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use advclip::attack::{Paste, PatchPlacement, TargetedConfig, TargetedPatchTrainer};
-use advclip::model::{Clip, Preset, TokenBatch, l2_normalize, set_batch_split, set_matrix_tiles};
+use advclip::model::{Clip, Preset, TokenBatch, l2_normalize, packed_weight_bytes, set_batch_split, set_matrix_tiles};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -45,8 +45,16 @@ fn throughput(items: usize, seconds: f64, mut work: impl FnMut()) -> f64 {
     (runs * items) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// `bench_device`'s rows, with PyTorch's cell timed right after each one when `torch` is given.
-fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row], mut torch: Option<&mut TorchCells>) {
+/// `bench_device`'s rows, with PyTorch's cell timed right after each one when `torch` is given; returns the bytes
+/// that the inference model's linear weights held in AMX tile order (`model::packed_weight_bytes`, 0 without the
+/// tiles), measured before that model is dropped and the training rows start.
+fn bench_device(
+    name: &str,
+    device: &Device,
+    seconds: f64,
+    rows: &mut [Row],
+    mut torch: Option<&mut TorchCells>,
+) -> usize {
     let mut torch_cell = |row: &mut Row, kind: &str, batch: usize| {
         if let Some(torch) = torch.as_deref_mut() {
             let per_s = torch.measure(kind, batch);
@@ -75,6 +83,8 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row], mut
     eprintln!("{name}: text batch {TEXT_BATCH}: {per_s:.2}/s");
     rows[IMAGE_BATCHES.len()].per_second.push((name.to_string(), per_s));
     torch_cell(&mut rows[IMAGE_BATCHES.len()], "text", TEXT_BATCH);
+    let tile_copies = packed_weight_bytes();
+    drop(model); // its weights' tile copies too: the training rows hold only what training needs
 
     // The targeted patch-training step: 3 % patch at AdvCLIP's place, image tower forward and backward to the patch.
     let ad = device.clone().autodiff();
@@ -94,6 +104,7 @@ fn bench_device(name: &str, device: &Device, seconds: f64, rows: &mut [Row], mut
         rows[IMAGE_BATCHES.len() + 1 + i].per_second.push((name.to_string(), per_s));
         torch_cell(&mut rows[IMAGE_BATCHES.len() + 1 + i], "train", batch);
     }
+    tile_copies
 }
 
 /// PyTorch's column heading: its version, and the SIMD level its kernels ran at when advclip's were held to AVX2.
@@ -203,11 +214,13 @@ fn peak_rss_mib() -> Option<f64> {
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
-/// One round: every asked device, then PyTorch; the rows, notes and each column's peak memory.
+/// One round: every asked device, then PyTorch; the rows, notes, each column's peak memory and the tile copies that
+/// a column's inference model held (where there were any).
 struct Round {
     rows: Vec<Row>,
     notes: Vec<String>,
     column_peaks: Vec<String>,
+    tile_copies: Vec<String>,
     rss: Option<f64>,
 }
 
@@ -225,6 +238,7 @@ fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut To
         .collect();
     let mut notes = Vec::new();
     let mut column_peaks = Vec::new();
+    let mut tile_copies = Vec::new();
     for name in devices.split(',') {
         // `cpu-whole`: the CPU with each batch encoded as one, not split across the threads (model::batch_split).
         set_batch_split(name != "cpu-whole");
@@ -243,16 +257,19 @@ fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut To
         };
         // Each column's own high-water mark (Linux: writing 5 to clear_refs resets VmHWM to the current RSS).
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        bench_device(&format!("advclip {name}"), &device, seconds, &mut rows, cells.take());
+        let copies = bench_device(&format!("advclip {name}"), &device, seconds, &mut rows, cells.take());
         if let Some(rss) = peak_rss_mib() {
             column_peaks.push(format!("{name} {rss:.0} MiB"));
+        }
+        if copies > 0 {
+            tile_copies.push(format!("{name} {:.0} MiB", copies as f64 / (1 << 20) as f64));
         }
     }
     let rss = peak_rss_mib();
     if torch {
         notes.extend(bench_torch(seconds, &mut rows));
     }
-    Round { rows, notes, column_peaks, rss }
+    Round { rows, notes, column_peaks, tile_copies, rss }
 }
 
 fn print_table(rows: &[Row]) {
@@ -332,6 +349,10 @@ fn main() {
         if round.column_peaks.len() > 1 {
             // Memory the allocator kept from an earlier column still counts in a later one's.
             println!("peak resident memory per column (reset before each): {}", round.column_peaks.join(", "));
+        }
+        if !round.tile_copies.is_empty() {
+            // Counted in the peaks above (`model::packed_weight_bytes`, read before the training rows).
+            println!("linear weights held in AMX tile order by the inference model: {}", round.tile_copies.join(", "));
         }
         for note in &round.notes {
             println!("note: {note}");

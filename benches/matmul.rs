@@ -8,6 +8,8 @@
 //! is, so that a ratio to PyTorch can be read as kernel against kernel. Where the products run on AMX tiles (feature
 //! `amx`, a CPU that has them), the gemm and encoder rows are measured both ways: on the tiles, and on gemm's f32
 //! kernels (`model::set_matrix_tiles(false)`); the tiles' rows can pass the FMA peak, which counts f32 arithmetic.
+//! On the tiles, `product_onto` copies each weight into tile order on every call, while the encoder's linear layers
+//! keep one copy per weight (`model::packed_weight_bytes`); a third gemm row measures the products on such copies.
 
 use std::time::{Duration, Instant};
 
@@ -167,6 +169,61 @@ fn gemm_rate(vision: &VisionConfig, batch: usize, seconds: f64) -> f64 {
     flops * per_s / 1e9
 }
 
+/// [`gemm_rate`] with every weight copied into the tiles' order once, before the clock starts, as the linear layers
+/// keep them for inference (`model::packed_weight_bytes`): the tiles' products without the per-call copy. `None`
+/// where the tiles do not run.
+#[cfg(all(feature = "amx", target_arch = "x86_64"))]
+fn gemm_rate_on_copied_weights(vision: &VisionConfig, batch: usize, seconds: f64) -> Option<f64> {
+    use gemm_f32::amx::{PackedRight, gemm_packed, pack_right_operand};
+    use rayon::prelude::*;
+    let shapes = block_shapes(vision);
+    let mut weights: Vec<(PackedRight, Vec<f32>)> = Vec::new();
+    for i in 0..vision.num_layers * shapes.len() {
+        let (k, n) = shapes[i % shapes.len()];
+        let w: Vec<f32> = (0..k * n).map(|j| ((j * 7 + i) % 13) as f32 * 0.01 - 0.06).collect();
+        // SAFETY: `w` is k x n row-major.
+        weights.push((unsafe { pack_right_operand(w.as_ptr(), 1, n as isize, k, n) }?, vec![0.01; n]));
+    }
+    let rows = slice_rows(vision, batch);
+    let widest = shapes.iter().map(|&(k, n)| k.max(n)).max().unwrap_or(0);
+    let inputs: Vec<Vec<f32>> =
+        rows.iter().map(|&r| (0..r * widest).map(|j| (j % 11) as f32 * 0.02 - 0.1).collect()).collect();
+    let mut outputs: Vec<Vec<f32>> = rows.iter().map(|&r| vec![0.0; r * widest]).collect();
+    let flops: f64 = shapes.iter().map(|&(k, n)| 2.0 * (rows.iter().sum::<usize>() * k * n) as f64).sum::<f64>()
+        * vision.num_layers as f64;
+    let per_s = runs_per_second(seconds, || {
+        outputs.par_iter_mut().zip(inputs.par_iter()).zip(rows.par_iter()).for_each(|((out, input), &rows)| {
+            for (packed, bias) in &weights {
+                let [k, n] = packed.shape();
+                for row in out[..rows * n].chunks_exact_mut(n) {
+                    row.copy_from_slice(bias);
+                }
+                // SAFETY: `input` holds rows x k and `out` rows x n, row-major.
+                let ran = unsafe {
+                    gemm_packed(
+                        rows,
+                        out.as_mut_ptr(),
+                        n as isize,
+                        true,
+                        input.as_ptr(),
+                        k as isize,
+                        packed,
+                        gemm::Parallelism::Rayon(0),
+                    )
+                };
+                assert!(ran, "the tiles take every product of ViT-B/32's blocks");
+            }
+        });
+    });
+    std::hint::black_box(&outputs);
+    Some(flops * per_s / 1e9)
+}
+
+#[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
+fn gemm_rate_on_copied_weights(_vision: &VisionConfig, _batch: usize, _seconds: f64) -> Option<f64> {
+    None
+}
+
 /// advclip's image encoder (random ViT-B/32 weights) at `batch`, in GFLOP/s of the work it does.
 fn encoder_rate(model: &Clip, vision: &VisionConfig, projection: usize, batch: usize, seconds: f64) -> f64 {
     let device = Device::flex();
@@ -262,6 +319,14 @@ fn main() {
                 let rate = gemm_rate(&vision, batch, seconds);
                 eprintln!("round {}: {what}: {rate:.1} GFLOP/s", round + 1);
                 push(&mut rows, what, rate);
+                if tiles && let Some(rate) = gemm_rate_on_copied_weights(&vision, batch, seconds) {
+                    let what = format!(
+                        "gemm ({path}, weights copied into tile order once), the same, batch {batch} ({} rows a slice)",
+                        slice_rows(&vision, batch)[0]
+                    );
+                    eprintln!("round {}: {what}: {rate:.1} GFLOP/s", round + 1);
+                    push(&mut rows, what, rate);
+                }
             }
             for &batch in &BATCHES {
                 let what = format!(

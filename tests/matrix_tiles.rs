@@ -1,11 +1,16 @@
 //! The CPU's f32 products on AMX tiles (feature `amx`): used where the CPU has AMX, within a stated bound of the
-//! exact sums for every operand layout Burn hands gemm, and NaN still poisons what it touches.
+//! exact sums for every operand layout Burn hands gemm, and NaN still poisons what it touches; a weight copied into
+//! tile order once gives the same products as copied on every call, and the linear layers' copies follow their
+//! weights.
 //!
 //! On a CPU without AMX the bound tests run gemm's own kernels (and hold them to the same bound); the first test
 //! says which path ran.
 
-use advclip::model::{matrix_tiles_active, product_onto, set_matrix_tiles};
-use burn::tensor::{Device, Tensor, TensorData};
+use advclip::model::{
+    Clip, Preset, TextConfig, VisionConfig, matrix_tiles_active, packed_weight_bytes, product_onto, set_matrix_tiles,
+};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, Distribution, Tensor, TensorData, Tolerance};
 
 /// The CPU and kernel offer AMX-BF16 (Linux lists the flags only where it enabled the tile state).
 fn cpu_offers_amx() -> bool {
@@ -124,4 +129,160 @@ fn a_nan_stays_in_its_row() {
             assert!(row.iter().all(|v| v.is_finite()), "row {i} is finite");
         }
     }
+}
+
+/// A weight copied into tile order once (`gemm_f32::amx::pack_right_operand`, what the linear layers keep) gives
+/// products equal bit for bit to the call that copies it every time (`product_onto`), at ViT-B/32's shapes, ragged
+/// ones and from a transposed weight; at 50 rows (a lone image's tokens, on the tiles only with a copied weight;
+/// `product_onto` runs gemm's kernels there) within the tiles' bound of the exact sums; too few rows (under 16) are
+/// refused untouched. Without AMX there is no copy.
+/// `out [+]= a · packed` for `rows` rows on the tiles (`gemm_f32::amx::gemm_packed`); whether the tiles took it.
+#[cfg(all(feature = "amx", target_arch = "x86_64"))]
+fn onto_copy(out: &mut [f32], read_out: bool, a: &[f32], packed: &gemm_f32::amx::PackedRight, rows: usize) -> bool {
+    let [k, n] = packed.shape();
+    assert!(a.len() >= rows * k && out.len() >= rows * n, "operands shorter than their shapes");
+    // SAFETY: `a` holds rows x k and `out` rows x n, both row-major (checked above).
+    unsafe {
+        gemm_f32::amx::gemm_packed(
+            rows,
+            out.as_mut_ptr(),
+            n as isize,
+            read_out,
+            a.as_ptr(),
+            k as isize,
+            packed,
+            gemm::Parallelism::Rayon(0),
+        )
+    }
+}
+
+#[cfg(all(feature = "amx", target_arch = "x86_64"))]
+#[test]
+fn a_weight_copied_once_gives_the_same_products_bit_for_bit() {
+    let _switch = tiles_on();
+    for (m, k, n) in
+        [(200, 768, 3072), (200, 3072, 768), (800, 768, 768), (65, 1000, 97), (130, 33, 70), (50, 768, 768)]
+    {
+        let a = values(31 + m as u64, m * k, 1.0);
+        let b = values(32 + n as u64, k * n, 1.0 / (k as f32).sqrt());
+        let bias = values(33, n, 1.0);
+        let start: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
+        let mut every_call = start.clone();
+        product_onto(&mut every_call, &a, &b, [m, k, n]);
+        // SAFETY: `b` is k x n row-major.
+        let Some(packed) = (unsafe { gemm_f32::amx::pack_right_operand(b.as_ptr(), 1, n as isize, k, n) }) else {
+            assert!(!matrix_tiles_active(), "the tiles run, so the weight must be copied");
+            continue;
+        };
+        let b_transposed: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        // SAFETY: element (d, j) of the weight at d + j * k.
+        let from_transposed =
+            unsafe { gemm_f32::amx::pack_right_operand(b_transposed.as_ptr(), k as isize, 1, k, n) }.unwrap();
+        for (packed, how) in [(&packed, "row-major"), (&from_transposed, "transposed")] {
+            let mut once = start.clone();
+            assert!(onto_copy(&mut once, true, &a, packed, m), "{m} x {k} x {n} ({how}): the tiles must take it");
+            if m >= 64 {
+                let differing = once.iter().zip(&every_call).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+                assert_eq!(differing, 0, "{m} x {k} x {n} ({how}): {differing} results differ");
+            } else {
+                // `product_onto` leaves fewer than 64 rows to gemm's kernels: held to the tiles' bound instead.
+                let product: Vec<f32> =
+                    once.iter().enumerate().map(|(i, &o)| (f64::from(o) - f64::from(bias[i % n])) as f32).collect();
+                let error = worst_relative_error(&product, &a, &b, [m, k, n]);
+                assert!(error < 2f64.powi(-16), "{m} x {k} x {n} ({how}): error {error:.2e}");
+            }
+        }
+    }
+    let (k, n) = (256, 128);
+    let b = values(34, k * n, 0.1);
+    // SAFETY: as above.
+    if let Some(packed) = unsafe { gemm_f32::amx::pack_right_operand(b.as_ptr(), 1, n as isize, k, n) } {
+        let (a, mut out) = (values(35, 8 * k, 1.0), vec![7.0f32; 8 * n]);
+        let ran = onto_copy(&mut out, false, &a, &packed, 8);
+        assert!(!ran && out.iter().all(|&v| v == 7.0), "8 rows are gemm's: refused, nothing written");
+    }
+}
+
+/// Every float parameter doubled (a weight alone in its buffer, which Burn may rewrite in place).
+struct Double;
+
+impl ModuleMapper for Double {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| t.mul_scalar(2.0))
+    }
+}
+
+/// The linear layers copy each weight into tile order at its first use on the tiles and never again (the bytes held are
+/// exactly one copy of every weight a product on the tiles used, unchanged by a second batch, which gives the same
+/// features bit for bit),
+/// the features agree with gemm's f32 kernels (to 1e-3 of their scale), and once the weights change (every parameter
+/// doubled, the old model gone) the features follow the new weights, not the old copies, which are dropped. Without AMX
+/// nothing is copied.
+#[test]
+fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
+    let _switch = tiles_on();
+    let device = Device::flex();
+    // ViT-B/32's layout made small: 65 tokens an image and a width of 64, so that the linear products of a batch of
+    // two are large enough for the tiles (the text tower, unused here, as small as can be).
+    let mut config = Preset::VitB32.config();
+    config.vision = VisionConfig {
+        image_size: 64,
+        patch_size: 8,
+        hidden_size: 64,
+        intermediate_size: 256,
+        num_layers: 2,
+        num_heads: 4,
+        ..config.vision
+    };
+    config.text = TextConfig {
+        vocab_size: 1000,
+        hidden_size: 64,
+        intermediate_size: 256,
+        num_layers: 1,
+        num_heads: 4,
+        ..config.text
+    };
+    config.projection_dim = 32;
+    let model = Clip::new(&config, &device);
+    let pixels = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    let features_in_f32 = |model: &Clip| {
+        set_matrix_tiles(false);
+        let features = model.image_features(pixels.clone()).into_data();
+        set_matrix_tiles(true);
+        features
+    };
+    // The tiles' rounding is relative to the sums' scale, and doubling every parameter scales the features up and
+    // amplifies any difference through the layers, so the tolerance is 1e-3 of the largest feature. Measured in 12
+    // runs (2026-12-03): worst differences 1.4e-6 to 2.4e-6 at features up to 1.0-1.8, and 7.0e-5 to 2.7e-4 at up to
+    // 3.4-9.3 once doubled (at most 5.7e-5 of the largest); the old weights' copies would be off by about 2.
+    let agree = |got: &TensorData, want: &TensorData| {
+        let largest = want.iter::<f32>().map(f32::abs).fold(0.0f32, f32::max).max(1.0);
+        let worst = got.iter::<f32>().zip(want.iter::<f32>()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        eprintln!("features up to {largest:.2}: worst difference {worst:.2e}");
+        got.assert_approx_eq::<f32>(want, Tolerance::absolute(1e-3 * largest));
+    };
+    let exact = features_in_f32(&model);
+    let held_before = packed_weight_bytes();
+    let first = model.image_features(pixels.clone()).into_data();
+    let held = packed_weight_bytes() - held_before;
+    if !matrix_tiles_active() {
+        assert_eq!(held, 0, "no tiles, no copies");
+        return;
+    }
+    // In 32 x 32 steps of 4 KiB: the first layer's q, k, v, out (64 x 64), fc1 (64 x 256) and fc2 (256 x 64); of the
+    // last, which runs q, out and the MLP on the class tokens alone (2 rows, too few for the tiles), k and v.
+    let steps = (4 * (2 * 2) + (2 * 8) + (8 * 2)) + 2 * (2 * 2);
+    assert_eq!(held, steps * 4096, "one copy of each linear weight that a product on the tiles used");
+    let second = model.image_features(pixels.clone()).into_data();
+    assert_eq!(packed_weight_bytes() - held_before, held, "a second batch copies nothing");
+    assert_eq!(second, first, "the same copies give the same features");
+    agree(&first, &exact);
+
+    let doubled = model.map(&mut Double);
+    let on_tiles = doubled.image_features(pixels.clone()).into_data();
+    assert_eq!(packed_weight_bytes() - held_before, held, "the old weights' copies dropped, the new ones made");
+    let doubled_exact = features_in_f32(&doubled);
+    agree(&on_tiles, &doubled_exact);
+    let moved = on_tiles.iter::<f32>().zip(first.iter::<f32>()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(moved > 0.1, "doubling the weights must move the features (by {moved})");
 }

@@ -49,6 +49,15 @@ fn gemm_from_bias(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> 
         Some(bias) => bias.repeat(rows),
         None => vec![0.0f32; rows * d_output],
     };
+    // On AMX tiles, the weight's copy in tile order made at its first use (`packed_weights`).
+    #[cfg(all(feature = "amx", target_arch = "x86_64"))]
+    if let Some(packed) = super::packed_weights::packed_weight(&weight, rows) {
+        // SAFETY: `out` is [rows, d_output] row-major and `input` [rows, d_input] row-major (contiguous, checked
+        // above); the copy is the weight's, [d_input, d_output].
+        if unsafe { product_on_packed(out.as_mut_ptr(), bias.is_some(), input.as_ptr(), &packed, rows) } {
+            return Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))));
+        }
+    }
     // The weight as stored (any strides: gemm reads them), from its first element.
     let layout = weight.layout();
     let (weight_row_stride, weight_column_stride) = (layout.strides()[0], layout.strides()[1]);
@@ -93,10 +102,50 @@ pub fn product_onto(out: &mut [f32], input: &[f32], weight: &[f32], [rows, d_inp
     };
 }
 
+/// `out[rows, d_output]` gets `input[rows, d_input] · packed`, added onto its values when `read_out`, on the tiles;
+/// `false` (nothing written) where they do not take the product (too few rows, the tiles turned off since the copy).
+/// Threads as in [`gemm_onto`].
+///
+/// # Safety
+/// `out` and `input` valid for their shapes, row-major, `out` not aliased.
+#[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
+unsafe fn product_on_packed(
+    out: *mut f32,
+    read_out: bool,
+    input: *const f32,
+    packed: &gemm_f32::amx::PackedRight,
+    rows: usize,
+) -> bool {
+    let [d_input, d_output] = packed.shape();
+    // SAFETY: the caller's promise.
+    unsafe {
+        gemm_f32::amx::gemm_packed(
+            rows,
+            out,
+            d_output as isize,
+            read_out,
+            input,
+            d_input as isize,
+            packed,
+            parallelism([rows, d_input, d_output]),
+        )
+    }
+}
+
+/// gemm's threads for a product of `[rows, d_input, d_output]`: Burn's own rule (burn-flex's matmul), the pool from
+/// 192^3 multiply-adds on.
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+fn parallelism([rows, d_input, d_output]: [usize; 3]) -> gemm::Parallelism {
+    if rows.saturating_mul(d_output).saturating_mul(d_input) >= 192 * 192 * 192 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
 /// The gemm call itself: `out` ([rows, d_output], row-major) gets `input` ([rows, d_input], row-major) times the
 /// weight whose element (i, o) lies at `weight + i * strides[0] + o * strides[1]`, added onto `out`'s values when
-/// `read_out`; an empty `out` is left alone. Burn's own rule (burn-flex's matmul) for threads: gemm splits a product across the pool from 192^3
-/// multiply-adds on.
+/// `read_out`; an empty `out` is left alone. Threads by [`parallelism`].
 ///
 /// # Safety
 /// Every pointer must be valid for the elements the shapes and strides reach, `out` for writes, and none may alias
@@ -113,11 +162,7 @@ unsafe fn gemm_onto(
     if rows == 0 || d_output == 0 {
         return; // nothing to write
     }
-    let parallelism = if rows.saturating_mul(d_output).saturating_mul(d_input) >= 192 * 192 * 192 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
+    let parallelism = parallelism([rows, d_input, d_output]);
     // SAFETY: the caller's promise.
     unsafe {
         gemm::gemm(

@@ -8,10 +8,15 @@
 //! changes.
 
 /// Turns the AMX path on or off for the whole process (on by default where it is available), e.g. to measure the
-/// exact f32 products beside it.
+/// exact f32 products beside it. Off also drops the linear layers' weights copied in tile order
+/// ([`packed_weight_bytes`]).
 pub fn set_matrix_tiles(enabled: bool) {
     #[cfg(all(feature = "amx", target_arch = "x86_64"))]
     gemm_f32::amx::set_enabled(enabled);
+    #[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
+    if !enabled {
+        super::packed_weights::release_all();
+    }
     #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
     let _ = enabled;
 }
@@ -22,4 +27,13 @@ pub fn matrix_tiles_active() -> bool {
     return gemm_f32::amx::is_active();
     #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
     false
+}
+
+/// Bytes held by the linear layers' weights copied into the tiles' order for inference (one copy per weight, made at
+/// its first use on the tiles and dropped once the weight is gone): 0 where the tiles do not run.
+pub fn packed_weight_bytes() -> usize {
+    #[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
+    return super::packed_weights::held_bytes();
+    #[cfg(not(all(feature = "flex", feature = "amx", target_arch = "x86_64")))]
+    0
 }

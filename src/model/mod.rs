@@ -8,6 +8,8 @@ mod cpu_tensor;
 mod linear;
 pub mod load;
 mod matrix_tiles;
+#[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
+mod packed_weights;
 mod quick_gelu;
 pub mod safetensors_file;
 pub mod softmax;
@@ -28,6 +30,6 @@ pub use load::{
     ClipLoader, convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes, load_clip_from_source,
     save_clip_safetensors,
 };
-pub use matrix_tiles::{matrix_tiles_active, set_matrix_tiles};
+pub use matrix_tiles::{matrix_tiles_active, packed_weight_bytes, set_matrix_tiles};
 pub use safetensors_file::WeightsBytes;
 pub use text::TokenBatch;

@@ -11,6 +11,9 @@
 //! 32 columns, per 32-deep step `hi` of columns 0-15 and 16-31, then `lo` of the same (16 rows of 16 bf16 pairs,
 //! depths 2r and 2r + 1 side by side: the order `tdpbf16ps` reads). The product is formed in a row-major f32 scratch
 //! and then written to `dst` as `alpha * dst + beta * product`.
+//!
+//! A right operand used again and again (a linear layer's weight at inference) can be copied into tile order once
+//! ([`pack_right_operand`]) and multiplied from that copy ([`gemm_packed`]): the same sums, without the copy per call.
 
 use core::arch::asm;
 use core::arch::x86_64::*;
@@ -22,6 +25,9 @@ const MIN_WORK: usize = 64 * 64 * 64;
 /// Fewer rows or columns than this, and the copies of the operands into tile order (one of them, the weight, as
 /// large as the product's depth times the other side) cost more than the tiles save.
 const MIN_SIDE: usize = 64;
+/// Fewer rows than this, on a right operand already in tile order ([`PackedRight`]), and gemm's kernels stay faster
+/// ([`gemm_packed`] refuses them).
+pub const MIN_PACKED_ROWS: usize = 16;
 
 /// `_mm512_permutex2var_epi16` indices that interleave two vectors' 16-bit lanes `start..start + 16`:
 /// `a[start], b[start], a[start + 1], b[start + 1], ...` (bit 5 picks `b`).
@@ -236,6 +242,7 @@ pub(crate) unsafe fn gemm(
                 alpha,
                 beta,
                 parallelism,
+                None,
             )
         };
     }
@@ -258,6 +265,88 @@ pub(crate) unsafe fn gemm(
             alpha,
             beta,
             parallelism,
+            None,
+        )
+    }
+}
+
+/// A right operand (`k x n`, the weight of a linear layer) copied once into the tiles' order, for products that use
+/// it again and again: [`gemm_packed`] skips the copy that [`gemm`] makes on every call (at 200 rows a product, half
+/// its time).
+pub struct PackedRight {
+    words: Box<[u32]>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedRight {
+    /// The operand's shape, `[k, n]`.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.k, self.n]
+    }
+
+    /// Bytes the copy holds (as many as the f32 operand, padded to whole 32 x 32 steps).
+    pub fn bytes(&self) -> usize {
+        self.words.len() * 4
+    }
+}
+
+/// Copies `rhs` (`k x n`, element (d, j) at `rhs + d * rs + j * cs`) into the tiles' order; `None` where the tiles do
+/// not run (AMX off or absent) or would not run a product with it (fewer than [`MIN_SIDE`] columns, or none deep).
+///
+/// # Safety
+/// The pointer and strides reach valid elements for the shape.
+pub unsafe fn pack_right_operand(rhs: *const f32, cs: isize, rs: isize, k: usize, n: usize) -> Option<PackedRight> {
+    if n < MIN_SIDE || k == 0 || !is_active() {
+        return None;
+    }
+    let steps = k.div_ceil(32);
+    let panels = n.div_ceil(32);
+    let mut words = vec![0u32; panels * steps * 1024].into_boxed_slice();
+    // SAFETY: the caller's promise; `words` holds every panel, zeroed.
+    unsafe { pack_right(&mut words, rhs, cs, rs, k, n, 0, panels, steps) };
+    Some(PackedRight { words, k, n })
+}
+
+/// `dst = lhs · packed`, or `dst + lhs · packed` with `read_dst`, on the tiles: `lhs` is `m x k` with contiguous rows
+/// (row stride `lhs_rs`), `dst` `m x n` likewise (`dst_rs`). The same sums in the same order as [`gemm`] forms them
+/// from the unpacked operand, so the same result bit for bit. `false` (nothing written) where the tiles do not apply
+/// (AMX turned off since the copy, fewer than [`MIN_SIDE`] rows, too small a product): run gemm instead.
+///
+/// # Safety
+/// `lhs` and `dst` valid for their shapes and strides, `dst` writable and not aliased.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_packed(
+    m: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    read_dst: bool,
+    lhs: *const f32,
+    lhs_rs: isize,
+    packed: &PackedRight,
+    parallelism: gemm_common::Parallelism,
+) -> bool {
+    let (k, n) = (packed.k, packed.n);
+    // SAFETY: the caller's promise; the right operand is read from `packed` only (its pointer is never used).
+    unsafe {
+        gemm_rows(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            read_dst,
+            lhs,
+            1,
+            lhs_rs,
+            core::ptr::null(),
+            0,
+            0,
+            1.0,
+            1.0,
+            parallelism,
+            Some(packed),
         )
     }
 }
@@ -281,8 +370,11 @@ unsafe fn gemm_rows(
     alpha: f32,
     beta: f32,
     parallelism: gemm_common::Parallelism,
+    packed: Option<&PackedRight>,
 ) -> bool {
-    if m < MIN_SIDE || n < MIN_SIDE || k == 0 || m.saturating_mul(n).saturating_mul(k) < MIN_WORK || !is_active() {
+    // With the right operand already copied, one group of 16 rows already pays (a lone image's 50 tokens).
+    let min_rows = if packed.is_some() { MIN_PACKED_ROWS } else { MIN_SIDE };
+    if m < min_rows || n < MIN_SIDE || k == 0 || m.saturating_mul(n).saturating_mul(k) < MIN_WORK || !is_active() {
         return false;
     }
     let rows = m.next_multiple_of(16);
@@ -309,6 +401,7 @@ unsafe fn gemm_rows(
             _ => 1,
         };
         let job = Job {
+            packed: packed.map_or(0, |p| p.words.as_ptr() as usize),
             left: operands.left.as_ptr() as usize,
             out: operands.out.as_mut_ptr() as usize,
             rhs: rhs as usize,
@@ -342,9 +435,11 @@ unsafe fn gemm_rows(
 }
 
 /// One product's shared state, as addresses so that rayon's tasks can share it (each task writes its own columns
-/// of `out` and reads `left` only).
+/// of `out` and reads `left` and `packed` only).
 #[derive(Clone, Copy)]
 struct Job {
+    /// The right operand's panels already in tile order ([`PackedRight`]), or 0: copy them from `rhs`.
+    packed: usize,
     left: usize,
     out: usize,
     rhs: usize,
@@ -375,28 +470,35 @@ impl Job {
         let chunk = if self.rows <= row_block { 1 } else { end - first };
         let padded = self.k % 32 != 0 || self.n % 32 != 0;
         let mut chunk_start = first;
+        let chunk = if self.packed != 0 { end - first } else { chunk };
         while chunk_start < end {
             let chunk_end = (chunk_start + chunk).min(end);
             let len = (chunk_end - chunk_start) * panel_len;
-            if padded {
-                right.clear(); // the copy leaves the padding alone: zeros
-            }
-            if right.len() < len {
-                right.resize(len, 0);
-            }
-            // SAFETY: the right operand's elements are the caller's; `right` holds the chunk's panels.
-            unsafe {
-                pack_right(
-                    &mut right[..len],
-                    self.rhs as *const f32,
-                    self.rhs_cs,
-                    self.rhs_rs,
-                    self.k,
-                    self.n,
-                    chunk_start,
-                    chunk_end,
-                    steps,
-                )
+            let right: &[u32] = if self.packed != 0 {
+                // SAFETY: a `PackedRight` of this product's shape holds every panel, `panel_len` words each.
+                unsafe { core::slice::from_raw_parts((self.packed as *const u32).add(chunk_start * panel_len), len) }
+            } else {
+                if padded {
+                    right.clear(); // the copy leaves the padding alone: zeros
+                }
+                if right.len() < len {
+                    right.resize(len, 0);
+                }
+                // SAFETY: the right operand's elements are the caller's; `right` holds the chunk's panels.
+                unsafe {
+                    pack_right(
+                        &mut right[..len],
+                        self.rhs as *const f32,
+                        self.rhs_cs,
+                        self.rhs_rs,
+                        self.k,
+                        self.n,
+                        chunk_start,
+                        chunk_end,
+                        steps,
+                    )
+                };
+                &right[..len]
             };
             let mut row_start = 0;
             while row_start < self.rows {
