@@ -135,33 +135,42 @@ fn slice_rows(vision: &VisionConfig, batch: usize) -> Vec<usize> {
     (0..slices).map(|s| (batch / slices + usize::from(s < batch % slices)) * vision.num_positions()).collect()
 }
 
-/// gemm on every weight of the encoder's blocks (`num_layers` x the six of `block_shapes`, so that they come from
-/// memory as in the model) for one batch of `batch` images: the rows cut into one slice per thread, each slice's
-/// product started from the bias rows by `model::product_onto`, the call the linear layers make. GFLOP/s.
-fn gemm_rate(vision: &VisionConfig, batch: usize, seconds: f64) -> f64 {
-    use rayon::prelude::*;
+/// The encoder blocks' weights (`num_layers` x the six of `block_shapes`, so that they come from memory as in the
+/// model): `[d_input, d_output]`, the values row-major, and a bias row.
+fn block_weights(vision: &VisionConfig) -> Vec<(usize, usize, Vec<f32>, Vec<f32>)> {
     let shapes = block_shapes(vision);
-    let weights: Vec<(usize, usize, Vec<f32>, Vec<f32>)> = (0..vision.num_layers * shapes.len())
+    (0..vision.num_layers * shapes.len())
         .map(|i| {
             let (k, n) = shapes[i % shapes.len()];
             let w = (0..k * n).map(|j| ((j * 7 + i) % 13) as f32 * 0.01 - 0.06).collect();
             (k, n, w, vec![0.01; n])
         })
-        .collect();
+        .collect()
+}
+
+/// Every weight of `weights` multiplied once per run for one batch of `batch` images: the rows cut into one slice
+/// per thread, each slice's product started from the bias rows by `product(weight index, out, input, rows)`. GFLOP/s.
+fn slices_rate(
+    vision: &VisionConfig,
+    batch: usize,
+    seconds: f64,
+    weights: &[(usize, usize, Vec<f32>, Vec<f32>)],
+    product: impl Fn(usize, &mut [f32], &[f32], usize) + Sync,
+) -> f64 {
+    use rayon::prelude::*;
     let rows = slice_rows(vision, batch);
-    let widest = shapes.iter().map(|&(k, n)| k.max(n)).max().unwrap_or(0);
+    let widest = weights.iter().map(|&(k, n, _, _)| k.max(n)).max().unwrap_or(0);
     let inputs: Vec<Vec<f32>> =
         rows.iter().map(|&r| (0..r * widest).map(|j| (j % 11) as f32 * 0.02 - 0.1).collect()).collect();
     let mut outputs: Vec<Vec<f32>> = rows.iter().map(|&r| vec![0.0; r * widest]).collect();
     let flops: f64 = weights.iter().map(|(k, n, _, _)| 2.0 * (rows.iter().sum::<usize>() * k * n) as f64).sum();
     let per_s = runs_per_second(seconds, || {
         outputs.par_iter_mut().zip(inputs.par_iter()).zip(rows.par_iter()).for_each(|((out, input), &rows)| {
-            for (k, n, w, bias) in &weights {
-                let (k, n) = (*k, *n);
-                for row in out[..rows * n].chunks_exact_mut(n) {
+            for (index, (_, n, _, bias)) in weights.iter().enumerate() {
+                for row in out[..rows * n].chunks_exact_mut(*n) {
                     row.copy_from_slice(bias);
                 }
-                advclip::model::product_onto(out, input, w, [rows, k, n]);
+                product(index, out, input, rows);
             }
         });
     });
@@ -169,54 +178,29 @@ fn gemm_rate(vision: &VisionConfig, batch: usize, seconds: f64) -> f64 {
     flops * per_s / 1e9
 }
 
-/// [`gemm_rate`] with every weight copied into the tiles' order once, before the clock starts, as the linear layers
-/// keep them for inference (`model::packed_weight_bytes`): the tiles' products without the per-call copy. `None`
-/// where the tiles do not run.
+/// gemm on every weight of the encoder's blocks by `model::product_onto`, the call the linear layers make (on the
+/// tiles it copies the weight into tile order on every call).
+fn gemm_rate(vision: &VisionConfig, batch: usize, seconds: f64) -> f64 {
+    let weights = block_weights(vision);
+    slices_rate(vision, batch, seconds, &weights, |i, out, input, rows| {
+        let (k, n, w, _) = &weights[i];
+        advclip::model::product_onto(out, input, w, [rows, *k, *n]);
+    })
+}
+
+/// [`gemm_rate`] with every weight copied into tile order once, before the clock starts, as the linear layers keep
+/// them for inference (`model::packed_weight_bytes`): `model::product_onto_copy`. `None` where the tiles do not run.
 #[cfg(all(feature = "amx", target_arch = "x86_64"))]
 fn gemm_rate_on_copied_weights(vision: &VisionConfig, batch: usize, seconds: f64) -> Option<f64> {
-    use gemm_f32::amx::{PackedRight, gemm_packed, pack_right_operand};
-    use rayon::prelude::*;
-    let shapes = block_shapes(vision);
-    let mut weights: Vec<(PackedRight, Vec<f32>)> = Vec::new();
-    for i in 0..vision.num_layers * shapes.len() {
-        let (k, n) = shapes[i % shapes.len()];
-        let w: Vec<f32> = (0..k * n).map(|j| ((j * 7 + i) % 13) as f32 * 0.01 - 0.06).collect();
-        // SAFETY: `w` is k x n row-major.
-        weights.push((unsafe { pack_right_operand(w.as_ptr(), 1, n as isize, k, n) }?, vec![0.01; n]));
-    }
-    let rows = slice_rows(vision, batch);
-    let widest = shapes.iter().map(|&(k, n)| k.max(n)).max().unwrap_or(0);
-    let inputs: Vec<Vec<f32>> =
-        rows.iter().map(|&r| (0..r * widest).map(|j| (j % 11) as f32 * 0.02 - 0.1).collect()).collect();
-    let mut outputs: Vec<Vec<f32>> = rows.iter().map(|&r| vec![0.0; r * widest]).collect();
-    let flops: f64 = shapes.iter().map(|&(k, n)| 2.0 * (rows.iter().sum::<usize>() * k * n) as f64).sum::<f64>()
-        * vision.num_layers as f64;
-    let per_s = runs_per_second(seconds, || {
-        outputs.par_iter_mut().zip(inputs.par_iter()).zip(rows.par_iter()).for_each(|((out, input), &rows)| {
-            for (packed, bias) in &weights {
-                let [k, n] = packed.shape();
-                for row in out[..rows * n].chunks_exact_mut(n) {
-                    row.copy_from_slice(bias);
-                }
-                // SAFETY: `input` holds rows x k and `out` rows x n, row-major.
-                let ran = unsafe {
-                    gemm_packed(
-                        rows,
-                        out.as_mut_ptr(),
-                        n as isize,
-                        true,
-                        input.as_ptr(),
-                        k as isize,
-                        packed,
-                        gemm::Parallelism::Rayon(0),
-                    )
-                };
-                assert!(ran, "the tiles take every product of ViT-B/32's blocks");
-            }
-        });
-    });
-    std::hint::black_box(&outputs);
-    Some(flops * per_s / 1e9)
+    let weights = block_weights(vision);
+    let copies: Vec<_> = weights
+        .iter()
+        .map(|(k, n, w, _)| gemm_f32::amx::PackedRight::from_row_major(w, *k, *n))
+        .collect::<Option<_>>()?;
+    Some(slices_rate(vision, batch, seconds, &weights, |i, out, input, rows| {
+        let on_tiles = advclip::model::product_onto_copy(out, true, input, &copies[i], rows);
+        assert!(on_tiles, "the tiles take every product of ViT-B/32's blocks");
+    }))
 }
 
 #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]

@@ -131,34 +131,16 @@ fn a_nan_stays_in_its_row() {
     }
 }
 
-/// A weight copied into tile order once (`gemm_f32::amx::pack_right_operand`, what the linear layers keep) gives
-/// products equal bit for bit to the call that copies it every time (`product_onto`), at ViT-B/32's shapes, ragged
-/// ones and from a transposed weight; at 50 rows (a lone image's tokens, on the tiles only with a copied weight;
-/// `product_onto` runs gemm's kernels there) within the tiles' bound of the exact sums; too few rows (under 16) are
-/// refused untouched. Without AMX there is no copy.
-/// `out [+]= a · packed` for `rows` rows on the tiles (`gemm_f32::amx::gemm_packed`); whether the tiles took it.
-#[cfg(all(feature = "amx", target_arch = "x86_64"))]
-fn onto_copy(out: &mut [f32], read_out: bool, a: &[f32], packed: &gemm_f32::amx::PackedRight, rows: usize) -> bool {
-    let [k, n] = packed.shape();
-    assert!(a.len() >= rows * k && out.len() >= rows * n, "operands shorter than their shapes");
-    // SAFETY: `a` holds rows x k and `out` rows x n, both row-major (checked above).
-    unsafe {
-        gemm_f32::amx::gemm_packed(
-            rows,
-            out.as_mut_ptr(),
-            n as isize,
-            read_out,
-            a.as_ptr(),
-            k as isize,
-            packed,
-            gemm::Parallelism::Rayon(0),
-        )
-    }
-}
-
+/// A weight copied into tile order once (`gemm_f32::amx::PackedRight`, what the linear layers keep) gives products,
+/// by the linear layers' call on it (`product_onto_copy`), equal bit for bit to the call that copies it every time
+/// (`product_onto`), at ViT-B/32's shapes, ragged ones and from a transposed weight; at 50 rows (a lone image's tokens,
+/// on the tiles only with a copied weight; `product_onto` runs gemm's kernels there) within the tiles' bound of the
+/// exact sums; too few rows (under 16) are refused untouched. Without AMX there is no copy.
 #[cfg(all(feature = "amx", target_arch = "x86_64"))]
 #[test]
 fn a_weight_copied_once_gives_the_same_products_bit_for_bit() {
+    use advclip::model::product_onto_copy;
+    use gemm_f32::amx::PackedRight;
     let _switch = tiles_on();
     for (m, k, n) in
         [(200, 768, 3072), (200, 3072, 768), (800, 768, 768), (65, 1000, 97), (130, 33, 70), (50, 768, 768)]
@@ -169,8 +151,7 @@ fn a_weight_copied_once_gives_the_same_products_bit_for_bit() {
         let start: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
         let mut every_call = start.clone();
         product_onto(&mut every_call, &a, &b, [m, k, n]);
-        // SAFETY: `b` is k x n row-major.
-        let Some(packed) = (unsafe { gemm_f32::amx::pack_right_operand(b.as_ptr(), 1, n as isize, k, n) }) else {
+        let Some(packed) = PackedRight::from_row_major(&b, k, n) else {
             assert!(!matrix_tiles_active(), "the tiles run, so the weight must be copied");
             continue;
         };
@@ -180,7 +161,10 @@ fn a_weight_copied_once_gives_the_same_products_bit_for_bit() {
             unsafe { gemm_f32::amx::pack_right_operand(b_transposed.as_ptr(), k as isize, 1, k, n) }.unwrap();
         for (packed, how) in [(&packed, "row-major"), (&from_transposed, "transposed")] {
             let mut once = start.clone();
-            assert!(onto_copy(&mut once, true, &a, packed, m), "{m} x {k} x {n} ({how}): the tiles must take it");
+            assert!(
+                product_onto_copy(&mut once, true, &a, packed, m),
+                "{m} x {k} x {n} ({how}): the tiles must take it"
+            );
             if m >= 64 {
                 let differing = once.iter().zip(&every_call).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
                 assert_eq!(differing, 0, "{m} x {k} x {n} ({how}): {differing} results differ");
@@ -195,10 +179,9 @@ fn a_weight_copied_once_gives_the_same_products_bit_for_bit() {
     }
     let (k, n) = (256, 128);
     let b = values(34, k * n, 0.1);
-    // SAFETY: as above.
-    if let Some(packed) = unsafe { gemm_f32::amx::pack_right_operand(b.as_ptr(), 1, n as isize, k, n) } {
+    if let Some(packed) = PackedRight::from_row_major(&b, k, n) {
         let (a, mut out) = (values(35, 8 * k, 1.0), vec![7.0f32; 8 * n]);
-        let ran = onto_copy(&mut out, false, &a, &packed, 8);
+        let ran = product_onto_copy(&mut out, false, &a, &packed, 8);
         assert!(!ran && out.iter().all(|&v| v == 7.0), "8 rows are gemm's: refused, nothing written");
     }
 }

@@ -49,31 +49,31 @@ fn gemm_from_bias(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> 
         Some(bias) => bias.repeat(rows),
         None => vec![0.0f32; rows * d_output],
     };
-    // On AMX tiles, the weight's copy in tile order made at its first use (`packed_weights`).
+    // On AMX tiles, from the weight's copy in tile order made at its first use (`packed_weights`).
     #[cfg(all(feature = "amx", target_arch = "x86_64"))]
-    if let Some(packed) = super::packed_weights::packed_weight(&weight, rows) {
-        // SAFETY: `out` is [rows, d_output] row-major and `input` [rows, d_input] row-major (contiguous, checked
-        // above); the copy is the weight's, [d_input, d_output].
-        if unsafe { product_on_packed(out.as_mut_ptr(), bias.is_some(), input.as_ptr(), &packed, rows) } {
-            return Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))));
-        }
+    let on_copy = super::packed_weights::packed_weight(&weight, rows)
+        .is_some_and(|copy| product_onto_copy(&mut out, bias.is_some(), input, &copy, rows));
+    #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
+    let on_copy = false;
+    if !on_copy {
+        // The weight as stored (any strides: gemm reads them), from its first element.
+        let layout = weight.layout();
+        let (weight_row_stride, weight_column_stride) = (layout.strides()[0], layout.strides()[1]);
+        let weight_values = &weight.storage::<f32>()[layout.start_offset()..];
+        // SAFETY: `out` is [rows, d_output] row-major, `input` [rows, d_input] row-major (contiguous, checked
+        // above), and the weight's [d_input, d_output] elements lie at its layout's strides from `weight_values`'
+        // start.
+        unsafe {
+            gemm_onto(
+                out.as_mut_ptr(),
+                bias.is_some(),
+                input.as_ptr(),
+                weight_values.as_ptr(),
+                [weight_row_stride, weight_column_stride],
+                [rows, d_input, d_output],
+            )
+        };
     }
-    // The weight as stored (any strides: gemm reads them), from its first element.
-    let layout = weight.layout();
-    let (weight_row_stride, weight_column_stride) = (layout.strides()[0], layout.strides()[1]);
-    let weight_values = &weight.storage::<f32>()[layout.start_offset()..];
-    // SAFETY: `out` is [rows, d_output] row-major, `input` [rows, d_input] row-major (contiguous, checked above),
-    // and the weight's [d_input, d_output] elements lie at its layout's strides from `weight_values`' start.
-    unsafe {
-        gemm_onto(
-            out.as_mut_ptr(),
-            bias.is_some(),
-            input.as_ptr(),
-            weight_values.as_ptr(),
-            [weight_row_stride, weight_column_stride],
-            [rows, d_input, d_output],
-        )
-    };
     Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
 }
 
@@ -102,31 +102,34 @@ pub fn product_onto(out: &mut [f32], input: &[f32], weight: &[f32], [rows, d_inp
     };
 }
 
-/// `out[rows, d_output]` gets `input[rows, d_input] · packed`, added onto its values when `read_out`, on the tiles;
-/// `false` (nothing written) where they do not take the product (too few rows, the tiles turned off since the copy).
-/// Threads as in [`gemm_onto`].
+/// `out[rows, d_output] = input[rows, d_input] · copy` on the AMX tiles from a weight's copy in tile order, added
+/// onto what `out` holds when `read_out`; `false` (nothing written) where the tiles do not take the product (fewer
+/// than 16 rows, the tiles turned off since the copy). Threads as [`gemm_onto`]'s. Public for `benches/matmul.rs`.
 ///
-/// # Safety
-/// `out` and `input` valid for their shapes, row-major, `out` not aliased.
+/// # Panics
+/// When a slice is shorter than its shape says.
 #[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
-unsafe fn product_on_packed(
-    out: *mut f32,
+#[doc(hidden)]
+pub fn product_onto_copy(
+    out: &mut [f32],
     read_out: bool,
-    input: *const f32,
-    packed: &gemm_f32::amx::PackedRight,
+    input: &[f32],
+    copy: &gemm_f32::amx::PackedRight,
     rows: usize,
 ) -> bool {
-    let [d_input, d_output] = packed.shape();
-    // SAFETY: the caller's promise.
+    let [d_input, d_output] = copy.shape();
+    assert!(out.len() >= rows * d_output, "out holds {} values, not {rows} x {d_output}", out.len());
+    assert!(input.len() >= rows * d_input, "input holds {} values, not {rows} x {d_input}", input.len());
+    // SAFETY: both slices hold their shapes (checked above), row-major; `out` is borrowed mutably, so not aliased.
     unsafe {
         gemm_f32::amx::gemm_packed(
             rows,
-            out,
+            out.as_mut_ptr(),
             d_output as isize,
             read_out,
-            input,
+            input.as_ptr(),
             d_input as isize,
-            packed,
+            copy,
             parallelism([rows, d_input, d_output]),
         )
     }

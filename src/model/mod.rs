@@ -24,6 +24,9 @@ pub use config::{Activation, ClipConfig, Preset, TextConfig, VisionConfig};
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 #[doc(hidden)]
 pub use linear::product_onto;
+#[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
+#[doc(hidden)]
+pub use linear::product_onto_copy;
 #[cfg(not(target_arch = "wasm32"))]
 pub use load::load_clip;
 pub use load::{

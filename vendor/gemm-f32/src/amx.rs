@@ -280,6 +280,16 @@ pub struct PackedRight {
 }
 
 impl PackedRight {
+    /// [`pack_right_operand`] of a row-major `k x n` operand held in `values`.
+    ///
+    /// # Panics
+    /// When `values` holds fewer than `k * n` values.
+    pub fn from_row_major(values: &[f32], k: usize, n: usize) -> Option<Self> {
+        assert!(values.len() >= k * n, "{} values for {k} x {n}", values.len());
+        // SAFETY: `values` holds the k x n elements (checked above), row (d) at d * n.
+        unsafe { pack_right_operand(values.as_ptr(), 1, n as isize, k, n) }
+    }
+
     /// The operand's shape, `[k, n]`.
     pub fn shape(&self) -> [usize; 2] {
         [self.k, self.n]
@@ -465,12 +475,12 @@ impl Job {
         // SAFETY: AMX is usable (checked by the caller); the configuration is this thread's own.
         unsafe { asm!("ldtilecfg [{}]", in(reg) &TILES, options(nostack, readonly)) };
         // With one block of rows, each panel is copied just before its use, while it is still in L2; with more, all
-        // of them once, then each block of rows runs through them.
+        // of them once, then each block of rows runs through them. Panels copied beforehand ([`PackedRight`]) are
+        // all there: one chunk.
         let row_block = (LEFT_BLOCK_BYTES / (self.depth * 4) / 32 * 32).max(32);
-        let chunk = if self.rows <= row_block { 1 } else { end - first };
+        let chunk = if self.packed == 0 && self.rows <= row_block { 1 } else { end - first };
         let padded = self.k % 32 != 0 || self.n % 32 != 0;
         let mut chunk_start = first;
-        let chunk = if self.packed != 0 { end - first } else { chunk };
         while chunk_start < end {
             let chunk_end = (chunk_start + chunk).min(end);
             let len = (chunk_end - chunk_start) * panel_len;
