@@ -3,7 +3,8 @@
 //!
 //! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu` (also `cpu-whole`: the CPU without
 //! splitting batches across threads; `cpu-f32`: the CPU with its products in f32 on gemm's kernels even where AMX
-//! tiles would run them, `model::set_matrix_tiles(false)`), `--no-torch`, `--rounds N` (the whole table N times, then
+//! tiles would run them, `model::set_matrix_tiles(false)`; `cpu-anew`: the tiles with every product copying its weight
+//! into tile order anew, `model::set_weight_copies(false)`), `--no-torch`, `--rounds N` (the whole table N times, then
 //! each column's ratio to PyTorch per round and the median of those ratios), `--interleave` (PyTorch times each cell right after
 //! advclip's first column has timed it, so that the two share the machine's load of those seconds; without it
 //! PyTorch's whole column follows advclip's, half a minute or more later).
@@ -17,7 +18,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use advclip::attack::{Paste, PatchPlacement, TargetedConfig, TargetedPatchTrainer};
-use advclip::model::{Clip, Preset, TokenBatch, l2_normalize, packed_weight_bytes, set_batch_split, set_matrix_tiles};
+use advclip::model::{
+    Clip, Preset, TokenBatch, l2_normalize, packed_weight_bytes, set_batch_split, set_matrix_tiles, set_weight_copies,
+};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -46,15 +49,16 @@ fn throughput(items: usize, seconds: f64, mut work: impl FnMut()) -> f64 {
 }
 
 /// `bench_device`'s rows, with PyTorch's cell timed right after each one when `torch` is given; returns the bytes
-/// that the inference model's linear weights held in AMX tile order (`model::packed_weight_bytes`, 0 without the
-/// tiles), measured before that model is dropped and the training rows start.
+/// that the linear weights held in AMX tile order (`model::packed_weight_bytes`, 0 without the tiles) for the
+/// inference model, measured before it is dropped and the training rows start, and for the training model after
+/// them.
 fn bench_device(
     name: &str,
     device: &Device,
     seconds: f64,
     rows: &mut [Row],
     mut torch: Option<&mut TorchCells>,
-) -> usize {
+) -> [usize; 2] {
     let mut torch_cell = |row: &mut Row, kind: &str, batch: usize| {
         if let Some(torch) = torch.as_deref_mut() {
             let per_s = torch.measure(kind, batch);
@@ -104,7 +108,7 @@ fn bench_device(
         rows[IMAGE_BATCHES.len() + 1 + i].per_second.push((name.to_string(), per_s));
         torch_cell(&mut rows[IMAGE_BATCHES.len() + 1 + i], "train", batch);
     }
-    tile_copies
+    [tile_copies, packed_weight_bytes()]
 }
 
 /// PyTorch's column heading: its version, and the SIMD level its kernels ran at when advclip's were held to AVX2.
@@ -215,7 +219,7 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 /// One round: every asked device, then PyTorch; the rows, notes, each column's peak memory and the tile copies that
-/// a column's inference model held (where there were any).
+/// a column's inference and training models held (where there were any).
 struct Round {
     rows: Vec<Row>,
     notes: Vec<String>,
@@ -244,8 +248,9 @@ fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut To
         set_batch_split(name != "cpu-whole");
         // `cpu-f32`: the CPU with every product on gemm's f32 kernels (model::matrix_tiles).
         set_matrix_tiles(name != "cpu-f32");
+        set_weight_copies(name != "cpu-anew");
         let device = match name {
-            "cpu" | "cpu-whole" | "cpu-f32" => Device::flex(),
+            "cpu" | "cpu-whole" | "cpu-f32" | "cpu-anew" => Device::flex(),
             #[cfg(feature = "wgpu")]
             "wgpu" => Device::wgpu(Default::default()),
             #[cfg(feature = "cuda")]
@@ -261,8 +266,9 @@ fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut To
         if let Some(rss) = peak_rss_mib() {
             column_peaks.push(format!("{name} {rss:.0} MiB"));
         }
-        if copies > 0 {
-            tile_copies.push(format!("{name} {:.0} MiB", copies as f64 / (1 << 20) as f64));
+        if copies.iter().any(|&bytes| bytes > 0) {
+            let [inference, training] = copies.map(|bytes| bytes as f64 / (1 << 20) as f64);
+            tile_copies.push(format!("{name} {inference:.0} MiB inference, {training:.0} MiB training"));
         }
     }
     let rss = peak_rss_mib();
@@ -351,8 +357,9 @@ fn main() {
             println!("peak resident memory per column (reset before each): {}", round.column_peaks.join(", "));
         }
         if !round.tile_copies.is_empty() {
-            // Counted in the peaks above (`model::packed_weight_bytes`, read before the training rows).
-            println!("linear weights held in AMX tile order by the inference model: {}", round.tile_copies.join(", "));
+            // Counted in the peaks above (`model::packed_weight_bytes`: the inference model's read before the
+            // training rows, the training model's after them; the two never live at once).
+            println!("linear weights held in AMX tile order: {}", round.tile_copies.join("; "));
         }
         for note in &round.notes {
             println!("note: {note}");

@@ -7,7 +7,8 @@
 //! says which path ran.
 
 use advclip::model::{
-    Clip, Preset, TextConfig, VisionConfig, matrix_tiles_active, packed_weight_bytes, product_onto, set_matrix_tiles,
+    Clip, ClipConfig, Preset, TextConfig, VisionConfig, matrix_tiles_active, packed_weight_bytes, product_onto,
+    set_matrix_tiles, set_weight_copies,
 };
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Distribution, Tensor, TensorData, Tolerance};
@@ -186,27 +187,9 @@ fn a_weight_copied_once_gives_the_same_products_bit_for_bit() {
     }
 }
 
-/// Every float parameter doubled (a weight alone in its buffer, which Burn may rewrite in place).
-struct Double;
-
-impl ModuleMapper for Double {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(|t| t.mul_scalar(2.0))
-    }
-}
-
-/// The linear layers copy each weight into tile order at its first use on the tiles and never again (the bytes held are
-/// exactly one copy of every weight a product on the tiles used, unchanged by a second batch, which gives the same
-/// features bit for bit),
-/// the features agree with gemm's f32 kernels (to 1e-3 of their scale), and once the weights change (every parameter
-/// doubled, the old model gone) the features follow the new weights, not the old copies, which are dropped. Without AMX
-/// nothing is copied.
-#[test]
-fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
-    let _switch = tiles_on();
-    let device = Device::flex();
-    // ViT-B/32's layout made small: 65 tokens an image and a width of 64, so that the linear products of a batch of
-    // two are large enough for the tiles (the text tower, unused here, as small as can be).
+/// ViT-B/32's layout made small: 65 tokens an image and a width of 64, so that the linear products of a batch of two
+/// are large enough for the tiles (the text tower, unused here, as small as can be).
+fn small_clip() -> ClipConfig {
     let mut config = Preset::VitB32.config();
     config.vision = VisionConfig {
         image_size: 64,
@@ -226,6 +209,34 @@ fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
         ..config.text
     };
     config.projection_dim = 32;
+    config
+}
+
+/// Bytes of the tile-order copies that `small_clip`'s vision tower makes for a batch of two, in 32 x 32 steps of 4 KiB:
+/// the first layer's q, k, v, out (64 x 64), fc1 (64 x 256) and fc2 (256 x 64); of the last, which runs q, out and
+/// the MLP on the class tokens alone (2 rows, too few for the tiles), k and v.
+const SMALL_CLIP_COPIES: usize = ((4 * (2 * 2) + (2 * 8) + (8 * 2)) + 2 * (2 * 2)) * 4096;
+
+/// Every float parameter doubled (a weight alone in its buffer, which Burn may rewrite in place).
+struct Double;
+
+impl ModuleMapper for Double {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| t.mul_scalar(2.0))
+    }
+}
+
+/// The linear layers copy each weight into tile order at its first use on the tiles and never again (the bytes held are
+/// exactly one copy of every weight a product on the tiles used, unchanged by a second batch, which gives the same
+/// features bit for bit),
+/// the features agree with gemm's f32 kernels (to 1e-3 of their scale), and once the weights change (every parameter
+/// doubled, the old model gone) the features follow the new weights, not the old copies, which are dropped. Without AMX
+/// nothing is copied.
+#[test]
+fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
+    let _switch = tiles_on();
+    let device = Device::flex();
+    let config = small_clip();
     let model = Clip::new(&config, &device);
     let pixels = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
     let features_in_f32 = |model: &Clip| {
@@ -252,10 +263,7 @@ fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
         assert_eq!(held, 0, "no tiles, no copies");
         return;
     }
-    // In 32 x 32 steps of 4 KiB: the first layer's q, k, v, out (64 x 64), fc1 (64 x 256) and fc2 (256 x 64); of the
-    // last, which runs q, out and the MLP on the class tokens alone (2 rows, too few for the tiles), k and v.
-    let steps = (4 * (2 * 2) + (2 * 8) + (8 * 2)) + 2 * (2 * 2);
-    assert_eq!(held, steps * 4096, "one copy of each linear weight that a product on the tiles used");
+    assert_eq!(held, SMALL_CLIP_COPIES, "one copy of each linear weight that a product on the tiles used");
     let second = model.image_features(pixels.clone()).into_data();
     assert_eq!(packed_weight_bytes() - held_before, held, "a second batch copies nothing");
     assert_eq!(second, first, "the same copies give the same features");
@@ -268,4 +276,46 @@ fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
     agree(&on_tiles, &doubled_exact);
     let moved = on_tiles.iter::<f32>().zip(first.iter::<f32>()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(moved > 0.1, "doubling the weights must move the features (by {moved})");
+}
+
+/// Patch training's products (Burn's autodiff, which calls gemm itself) run on the weights' copies too: the weight's
+/// at the forward pass, its transpose's at the backward pass (two copies of each weight a product on the tiles used),
+/// and the gradient to the input is the same bit for bit as with every product copying its weight anew; a second step
+/// copies nothing, and once the weights change (every parameter doubled, the old model gone) the gradient follows
+/// them. Without AMX nothing is copied.
+#[test]
+fn training_products_use_the_weight_copies_and_give_the_same_gradient() {
+    let _switch = tiles_on();
+    let device = Device::flex().autodiff();
+    let model = Clip::new(&small_clip(), &device).no_grad();
+    let pixels = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    let mix = Tensor::<2>::random([2, 32], Distribution::Normal(0.0, 1.0), &device);
+    let gradient = |model: &Clip, copies: bool| {
+        set_weight_copies(copies);
+        let pixels = pixels.clone().require_grad();
+        let loss = (model.image_features(pixels.clone()) * mix.clone()).sum();
+        let gradient = pixels.grad(&loss.backward()).expect("the pixels are tracked").into_data();
+        set_weight_copies(true);
+        gradient
+    };
+    let anew = gradient(&model, false);
+    let held_before = packed_weight_bytes();
+    let first = gradient(&model, true);
+    let held = packed_weight_bytes() - held_before;
+    if !matrix_tiles_active() {
+        assert_eq!(held, 0, "no tiles, no copies");
+        return;
+    }
+    assert_eq!(held, 2 * SMALL_CLIP_COPIES, "each weight the tiles used, and its transpose, copied once");
+    assert_eq!(first, anew, "the copies give the products of the weights copied anew");
+    let second = gradient(&model, true);
+    assert_eq!(packed_weight_bytes() - held_before, held, "a second step copies nothing");
+    assert_eq!(second, first);
+
+    let doubled = model.map(&mut Double);
+    let on_copies = gradient(&doubled, true);
+    assert_eq!(packed_weight_bytes() - held_before, held, "the old weights' copies dropped, the new ones made");
+    assert_eq!(on_copies, gradient(&doubled, false), "the gradient of the doubled weights");
+    let moved = on_copies.iter::<f32>().zip(first.iter::<f32>()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(moved > 1e-3, "doubling the weights must move the gradient (by {moved})");
 }

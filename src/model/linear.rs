@@ -18,9 +18,31 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     };
     match gemm_from_bias(layer, x) {
         Ok(done) => done,
-        Err(x) => layer.forward(x),
+        Err(x) => {
+            copy_weight_for_training(layer, &x);
+            layer.forward(x)
+        }
     }
 }
+
+/// On an autodiff device on an AMX CPU (patch training; the CLIP weights frozen): the weight copied into tile order,
+/// once, for the products Burn's autodiff runs with it; its transpose, which the backward pass multiplies by, is copied
+/// at that product's first call (`packed_weights`).
+#[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
+fn copy_weight_for_training(layer: &Linear, x: &Tensor<3>) {
+    let weight = layer.weight.val();
+    let device = x.device();
+    if !device.is_autodiff() || weight.is_require_grad() || !super::matrix_tiles_active() {
+        return;
+    }
+    let [batch, tokens, _] = x.dims();
+    if let Ok(weight) = super::cpu_tensor::into_cpu_f32(weight.without_autodiff()) {
+        let _ = super::packed_weights::packed_weight(&weight, batch * tokens);
+    }
+}
+
+#[cfg(not(all(feature = "flex", feature = "amx", target_arch = "x86_64")))]
+fn copy_weight_for_training(_layer: &Linear, _x: &Tensor<3>) {}
 
 /// The native CPU path: `x` contiguous, weight and bias on the CPU backend in f32, outside autodiff; any other input
 /// comes back untouched as the error.

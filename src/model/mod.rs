@@ -33,6 +33,6 @@ pub use load::{
     ClipLoader, convert_to_f16, hf_tensor_shapes, inspect_weights, load_clip_from_bytes, load_clip_from_source,
     save_clip_safetensors,
 };
-pub use matrix_tiles::{matrix_tiles_active, packed_weight_bytes, set_matrix_tiles};
+pub use matrix_tiles::{matrix_tiles_active, packed_weight_bytes, set_matrix_tiles, set_weight_copies};
 pub use safetensors_file::WeightsBytes;
 pub use text::TokenBatch;

@@ -1,18 +1,25 @@
-//! The linear layers' weights copied once into the AMX tiles' order for native inference, each copy kept while its
-//! weight lives.
+//! The linear layers' weights copied once into the AMX tiles' order, each copy kept while its weight lives: for
+//! native inference, and for patch training's products (forward with the weight, backward with its transpose).
 //!
 //! On the tiles (`matrix_tiles`) every product copies its right operand, the weight, into tile order first; at a
 //! slice of 200 rows (batch 8 on two threads) that copy is half the product's time (`cargo bench --bench matmul`,
-//! 2026-12-03). The weights of an inference model do not change between calls, so the copy is made once per weight
-//! and looked up by the weight's storage.
+//! 2026-12-03). A frozen weight does not change between calls, so the copy is made once per weight and found again by
+//! the weight's storage: inference asks for it directly (`model::linear`); a training step's products run inside
+//! Burn's autodiff, which calls gemm itself, so the copies are made by the linear layer beforehand (the weight and its
+//! transpose, which the backward pass multiplies by) and gemm finds them by address through the lookup installed here
+//! (`gemm_f32::amx::set_copy_lookup`).
 //!
 //! Why a lookup cannot go stale: an entry holds a `Weak` to the weight's shared buffer. While a `Weak` to it exists,
 //! Burn's CPU backend cannot write into that buffer in place (`Arc::get_mut` refuses, `Arc::make_mut` moves the
-//! values to a new buffer first), and the buffer's address cannot be reused while the `Weak` is held; an entry whose
-//! weight is gone is dropped at the next copy. The cost is memory: one copy of every weight used this way (as large as
-//! the f32 weight; ViT-B/32's two towers 468 MiB), for as long as the model lives.
+//! values to a new buffer first and leaves the `Weak` dead), and the buffer's address cannot be reused while the weight
+//! it belongs to lives; an entry whose weight is gone is never matched and is dropped at the next copy. A lookup by
+//! address matches only entries whose weight still lives: the operand at that address is then that weight's buffer,
+//! unchanged since the copy, and the product's caller holds it for the call. The cost is memory: one copy of every
+//! weight used this way (as large as the f32 weight; ViT-B/32's two towers 458 MiB at inference), two while training
+//! (the image tower's weights and their transposes), for as long as the model lives.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, Weak};
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Bytes;
@@ -22,11 +29,26 @@ use gemm_f32::amx::PackedRight;
 struct Entry {
     storage: Weak<Bytes>,
     start: usize,
+    /// The address of the operand's element (0, 0), and its row and column strides, as a product is handed them.
+    address: usize,
     strides: [isize; 2],
     packed: Arc<PackedRight>,
 }
 
 static ENTRIES: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Whether weights are copied and their copies used (on by default); off drops every copy.
+pub(crate) fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+    if !enabled {
+        release_all();
+    }
+}
+
+fn entries() -> std::sync::MutexGuard<'static, Vec<Entry>> {
+    ENTRIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The tile-order copy of `weight` (an f32 `[d_input, d_output]` CPU tensor, any strides) for a product of `rows`
 /// rows, made now if there is none; `None` where the tiles do not run or would not take the product (so that a weight
@@ -34,12 +56,20 @@ static ENTRIES: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 pub(crate) fn packed_weight(weight: &FlexTensor, rows: usize) -> Option<Arc<PackedRight>> {
     let layout = weight.layout();
     let (dims, strides) = (layout.shape(), layout.strides());
-    if dims.num_dims() != 2 || rows < gemm_f32::amx::MIN_PACKED_ROWS || !super::matrix_tiles_active() {
+    if dims.num_dims() != 2 {
         return None;
     }
-    let ([k, n], strides, start) = ([dims[0], dims[1]], [strides[0], strides[1]], layout.start_offset());
+    copy_of(weight, [dims[0], dims[1]], [strides[0], strides[1]], rows)
+}
+
+/// The copy of `weight`'s elements read as a `[k, n]` operand at `strides` (row, column) from its layout's start.
+fn copy_of(weight: &FlexTensor, [k, n]: [usize; 2], strides: [isize; 2], rows: usize) -> Option<Arc<PackedRight>> {
+    if rows < gemm_f32::amx::MIN_PACKED_ROWS || !super::matrix_tiles_active() || !ENABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let start = weight.layout().start_offset();
     let storage = weight.data_arc();
-    let mut entries = ENTRIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut entries = entries();
     let found = entries.iter().find(|e| {
         std::ptr::eq(e.storage.as_ptr(), Arc::as_ptr(&storage))
             && e.start == start
@@ -50,22 +80,46 @@ pub(crate) fn packed_weight(weight: &FlexTensor, rows: usize) -> Option<Arc<Pack
         return Some(entry.packed.clone());
     }
     entries.retain(|e| e.storage.strong_count() > 0);
+    static LOOKUP: Once = Once::new();
+    // SAFETY: `find_by_address` returns a copy only for an entry whose weight still lives (module header).
+    LOOKUP.call_once(|| unsafe { gemm_f32::amx::set_copy_lookup(find_by_address) });
     let values = &weight.storage::<f32>()[start..];
     // SAFETY: element (i, o) of the weight lies at `start + i * strides[0] + o * strides[1]` inside its buffer, as
     // its layout says.
     let packed = Arc::new(unsafe { gemm_f32::amx::pack_right_operand(values.as_ptr(), strides[1], strides[0], k, n) }?);
-    entries.push(Entry { storage: Arc::downgrade(&storage), start, strides, packed: packed.clone() });
+    let address = values.as_ptr() as usize;
+    entries.push(Entry { storage: Arc::downgrade(&storage), start, address, strides, packed: packed.clone() });
+    Some(packed)
+}
+
+/// gemm's lookup ([`gemm_f32::amx::CopyLookup`]): the copy of the operand at `address` with strides `cs`, `rs` and
+/// shape `[k, n]`, if a weight that still lives was copied from there; the transpose of such a weight (the backward
+/// pass's operand) is copied now, from the caller's operand, which is then that weight's buffer.
+fn find_by_address(address: *const f32, cs: isize, rs: isize, k: usize, n: usize) -> Option<Arc<PackedRight>> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut entries = entries();
+    let alive = |e: &&Entry| e.address == address as usize && e.storage.strong_count() > 0;
+    if let Some(entry) = entries.iter().filter(alive).find(|e| e.strides == [rs, cs] && e.packed.shape() == [k, n]) {
+        return Some(entry.packed.clone());
+    }
+    let weight = entries.iter().filter(alive).find(|e| e.strides == [cs, rs] && e.packed.shape() == [n, k])?;
+    let (storage, start) = (weight.storage.clone(), weight.start);
+    // SAFETY: gemm's caller holds the operand valid for its shape and strides for this call.
+    let packed = Arc::new(unsafe { gemm_f32::amx::pack_right_operand(address, cs, rs, k, n) }?);
+    entries.push(Entry { storage, start, address: address as usize, strides: [rs, cs], packed: packed.clone() });
     Some(packed)
 }
 
 /// Bytes held by the copies, after dropping those of weights that are gone.
 pub(crate) fn held_bytes() -> usize {
-    let mut entries = ENTRIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut entries = entries();
     entries.retain(|e| e.storage.strong_count() > 0);
     entries.iter().map(|e| e.packed.bytes()).sum()
 }
 
 /// Drops every copy (the tiles turned off: none would be used).
 pub(crate) fn release_all() {
-    ENTRIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    entries().clear();
 }

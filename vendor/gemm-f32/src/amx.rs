@@ -14,11 +14,14 @@
 //!
 //! A right operand used again and again (a linear layer's weight at inference) can be copied into tile order once
 //! ([`pack_right_operand`]) and multiplied from that copy ([`gemm_packed`]): the same sums, without the copy per call.
+//! Products that reach the tiles through gemm's own entry point (Burn's autodiff, in patch training) find such copies
+//! through a lookup their owner installs ([`set_copy_lookup`]).
 
 use core::arch::asm;
 use core::arch::x86_64::*;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
 
 /// Below this many multiply-adds gemm's own kernels stay faster (packing dominates).
 const MIN_WORK: usize = 64 * 64 * 64;
@@ -301,6 +304,23 @@ impl PackedRight {
     }
 }
 
+/// Finds the tile-order copy of a right operand (`k x n`, element (d, j) at `rhs + d * rs + j * cs`), if its owner
+/// made one: `(rhs, cs, rs, k, n)` in, the copy out.
+pub type CopyLookup = fn(*const f32, isize, isize, usize, usize) -> Option<Arc<PackedRight>>;
+
+static COPY_LOOKUP: OnceLock<CopyLookup> = OnceLock::new();
+
+/// Installs the lookup that every product on the tiles asks for a copy of its right operand before copying it itself
+/// (the first call wins; later ones are ignored).
+///
+/// # Safety
+/// `lookup` may return a copy only when the operand it is asked about holds, at that address and those strides,
+/// exactly the values the copy was made from, and keeps holding them while the caller's product runs (the caller of a
+/// product keeps its operands alive and unchanged for the call; the lookup must know that nothing else rewrites them).
+pub unsafe fn set_copy_lookup(lookup: CopyLookup) {
+    let _ = COPY_LOOKUP.set(lookup);
+}
+
 /// Copies `rhs` (`k x n`, element (d, j) at `rhs + d * rs + j * cs`) into the tiles' order; `None` where the tiles do
 /// not run (AMX off or absent) or would not run a product with it (fewer than [`MIN_SIDE`] columns, or none deep).
 ///
@@ -382,9 +402,18 @@ unsafe fn gemm_rows(
     parallelism: gemm_common::Parallelism,
     packed: Option<&PackedRight>,
 ) -> bool {
+    if m < MIN_PACKED_ROWS || n < MIN_SIDE || k == 0 || m.saturating_mul(n).saturating_mul(k) < MIN_WORK || !is_active()
+    {
+        return false;
+    }
+    // A copy its owner made beforehand ([`set_copy_lookup`]), where the caller passed none.
+    let found = match (packed, COPY_LOOKUP.get()) {
+        (None, Some(lookup)) => lookup(rhs, rhs_cs, rhs_rs, k, n).filter(|copy| copy.shape() == [k, n]),
+        _ => None,
+    };
+    let packed = packed.or(found.as_deref());
     // With the right operand already copied, one group of 16 rows already pays (a lone image's 50 tokens).
-    let min_rows = if packed.is_some() { MIN_PACKED_ROWS } else { MIN_SIDE };
-    if m < min_rows || n < MIN_SIDE || k == 0 || m.saturating_mul(n).saturating_mul(k) < MIN_WORK || !is_active() {
+    if packed.is_none() && m < MIN_SIDE {
         return false;
     }
     let rows = m.next_multiple_of(16);
