@@ -5,9 +5,9 @@
 //! slice of 200 rows (batch 8 on two threads) that copy is half the product's time (`cargo bench --bench matmul`,
 //! 2026-12-03). A frozen weight does not change between calls, so the copy is made once per weight and found again by
 //! the weight's storage: inference asks for it directly (`model::linear`); a training step's products run inside
-//! Burn's autodiff, which calls gemm itself, so the copies are made by the linear layer beforehand (the weight and its
-//! transpose, which the backward pass multiplies by) and gemm finds them by address through the lookup installed here
-//! (`gemm_f32::amx::set_copy_lookup`).
+//! Burn's autodiff, which calls gemm itself, so the linear layer makes the weight's copy beforehand and gemm finds it
+//! by address through the lookup installed here (`gemm_f32::amx::set_copy_lookup`), which also copies a live weight's
+//! transpose at the backward pass's first product with it (`grad · weightᵀ`) and keeps that copy too.
 //!
 //! Why a lookup cannot go stale: an entry holds a `Weak` to the weight's shared buffer. While a `Weak` to it exists,
 //! Burn's CPU backend cannot write into that buffer in place (`Arc::get_mut` refuses, `Arc::make_mut` moves the
