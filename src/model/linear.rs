@@ -26,8 +26,8 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 }
 
 /// On an autodiff device on an AMX CPU (patch training; the CLIP weights frozen): the weight copied into tile order,
-/// once, for the products Burn's autodiff runs with it; its transpose, which the backward pass multiplies by, is copied
-/// at that product's first call (`packed_weights`).
+/// once, for the products Burn's autodiff runs with it, as `gemm_from_bias` does for inference; its transpose, which
+/// the backward pass multiplies by, is copied at that product's first call (`packed_weights`).
 #[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
 fn copy_weight_for_training(layer: &Linear, x: &Tensor<3>) {
     let weight = layer.weight.val();
@@ -37,7 +37,7 @@ fn copy_weight_for_training(layer: &Linear, x: &Tensor<3>) {
     }
     let [batch, tokens, _] = x.dims();
     if let Ok(weight) = super::cpu_tensor::into_cpu_f32(weight.without_autodiff()) {
-        let _ = super::packed_weights::packed_weight(&weight, batch * tokens);
+        super::packed_weights::keep_copy(&weight, batch * tokens);
     }
 }
 
@@ -71,31 +71,26 @@ fn gemm_from_bias(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> 
         Some(bias) => bias.repeat(rows),
         None => vec![0.0f32; rows * d_output],
     };
-    // On AMX tiles, from the weight's copy in tile order made at its first use (`packed_weights`).
+    // On AMX tiles: the weight's copy in tile order, made at its first product there, which gemm finds by the
+    // weight's address (`packed_weights`).
     #[cfg(all(feature = "amx", target_arch = "x86_64"))]
-    let on_copy = super::packed_weights::packed_weight(&weight, rows)
-        .is_some_and(|copy| product_onto_copy(&mut out, bias.is_some(), input, &copy, rows));
-    #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
-    let on_copy = false;
-    if !on_copy {
-        // The weight as stored (any strides: gemm reads them), from its first element.
-        let layout = weight.layout();
-        let (weight_row_stride, weight_column_stride) = (layout.strides()[0], layout.strides()[1]);
-        let weight_values = &weight.storage::<f32>()[layout.start_offset()..];
-        // SAFETY: `out` is [rows, d_output] row-major, `input` [rows, d_input] row-major (contiguous, checked
-        // above), and the weight's [d_input, d_output] elements lie at its layout's strides from `weight_values`'
-        // start.
-        unsafe {
-            gemm_onto(
-                out.as_mut_ptr(),
-                bias.is_some(),
-                input.as_ptr(),
-                weight_values.as_ptr(),
-                [weight_row_stride, weight_column_stride],
-                [rows, d_input, d_output],
-            )
-        };
-    }
+    super::packed_weights::keep_copy(&weight, rows);
+    // The weight as stored (any strides: gemm reads them), from its first element.
+    let layout = weight.layout();
+    let (weight_row_stride, weight_column_stride) = (layout.strides()[0], layout.strides()[1]);
+    let weight_values = &weight.storage::<f32>()[layout.start_offset()..];
+    // SAFETY: `out` is [rows, d_output] row-major, `input` [rows, d_input] row-major (contiguous, checked above), and
+    // the weight's [d_input, d_output] elements lie at its layout's strides from `weight_values`' start.
+    unsafe {
+        gemm_onto(
+            out.as_mut_ptr(),
+            bias.is_some(),
+            input.as_ptr(),
+            weight_values.as_ptr(),
+            [weight_row_stride, weight_column_stride],
+            [rows, d_input, d_output],
+        )
+    };
     Ok(from_cpu(FlexTensor::from_data(TensorData::new(out, [batch, tokens, d_output]))))
 }
 
@@ -125,8 +120,10 @@ pub fn product_onto(out: &mut [f32], input: &[f32], weight: &[f32], [rows, d_inp
 }
 
 /// `out[rows, d_output] = input[rows, d_input] · copy` on the AMX tiles from a weight's copy in tile order, added
-/// onto what `out` holds when `read_out`; `false` (nothing written) where the tiles do not take the product (fewer
-/// than 16 rows, the tiles turned off since the copy). Threads as [`gemm_onto`]'s. Public for `benches/matmul.rs`.
+/// onto what `out` holds when `read_out`: the product that the linear layers' gemm calls run once they find their
+/// weight's copy (`packed_weights`), here on a copy the caller holds; `false` (nothing written) where the tiles do
+/// not take the product (fewer than 16 rows, the tiles turned off since the copy). Threads as [`gemm_onto`]'s. Public
+/// for `benches/matmul.rs` and the tests.
 ///
 /// # Panics
 /// When a slice is shorter than its shape says.

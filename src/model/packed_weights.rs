@@ -4,10 +4,10 @@
 //! On the tiles (`matrix_tiles`) every product copies its right operand, the weight, into tile order first; at a
 //! slice of 200 rows (batch 8 on two threads) that copy is half the product's time (`cargo bench --bench matmul`,
 //! 2026-12-03). A frozen weight does not change between calls, so the copy is made once per weight and found again by
-//! the weight's storage: inference asks for it directly (`model::linear`); a training step's products run inside
-//! Burn's autodiff, which calls gemm itself, so the linear layer makes the weight's copy beforehand and gemm finds it
-//! by address through the lookup installed here (`gemm_f32::amx::set_copy_lookup`), which also copies a live weight's
-//! transpose at the backward pass's first product with it (`grad · weightᵀ`) and keeps that copy too.
+//! the weight's storage: the linear layer makes the weight's copy before its product (`model::linear`: its own gemm
+//! call at inference, Burn's autodiff in patch training) and gemm finds it by address through the lookup installed
+//! here (`gemm_f32::amx::set_copy_lookup`), which also copies a live weight's transpose at the backward pass's first
+//! product with it (`grad · weightᵀ`) and keeps that copy too.
 //!
 //! Why a lookup cannot go stale: an entry holds a `Weak` to the weight's shared buffer. While a `Weak` to it exists,
 //! Burn's CPU backend cannot write into that buffer in place (`Arc::get_mut` refuses, `Arc::make_mut` moves the
@@ -28,7 +28,6 @@ use gemm_f32::amx::PackedRight;
 /// One weight's copy and what it was made from.
 struct Entry {
     storage: Weak<Bytes>,
-    start: usize,
     /// The address of the operand's element (0, 0), and its row and column strides, as a product is handed them.
     address: usize,
     strides: [isize; 2],
@@ -50,46 +49,42 @@ fn entries() -> std::sync::MutexGuard<'static, Vec<Entry>> {
     ENTRIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The tile-order copy of `weight` (an f32 `[d_input, d_output]` CPU tensor, any strides) for a product of `rows`
-/// rows, made now if there is none; `None` where the tiles do not run or would not take the product (so that a weight
-/// only ever used on a few rows, as the last block's for the class tokens of a small batch, is not copied).
-pub(crate) fn packed_weight(weight: &FlexTensor, rows: usize) -> Option<Arc<PackedRight>> {
+/// Before a product of `rows` rows with `weight` (an f32 `[d_input, d_output]` CPU tensor, any strides): its copy in
+/// tile order, made now if there is none, for gemm to find by address. Nothing where the tiles do not run or would
+/// not take the product (so that a weight only ever used on a few rows, as the last block's for the class tokens of a
+/// small batch, is not copied).
+pub(crate) fn keep_copy(weight: &FlexTensor, rows: usize) {
     let layout = weight.layout();
     let (dims, strides) = (layout.shape(), layout.strides());
-    if dims.num_dims() != 2 {
-        return None;
+    let active = super::matrix_tiles_active() && ENABLED.load(Ordering::Relaxed);
+    if dims.num_dims() != 2 || rows < gemm_f32::amx::MIN_PACKED_ROWS || !active {
+        return;
     }
-    copy_of(weight, [dims[0], dims[1]], [strides[0], strides[1]], rows)
-}
-
-/// The copy of `weight`'s elements read as a `[k, n]` operand at `strides` (row, column) from its layout's start.
-fn copy_of(weight: &FlexTensor, [k, n]: [usize; 2], strides: [isize; 2], rows: usize) -> Option<Arc<PackedRight>> {
-    if rows < gemm_f32::amx::MIN_PACKED_ROWS || !super::matrix_tiles_active() || !ENABLED.load(Ordering::Relaxed) {
-        return None;
-    }
-    let start = weight.layout().start_offset();
+    let ([k, n], strides) = ([dims[0], dims[1]], [strides[0], strides[1]]);
     let storage = weight.data_arc();
+    let values = &weight.storage::<f32>()[layout.start_offset()..];
+    let address = values.as_ptr() as usize;
     let mut entries = entries();
-    let found = entries.iter().find(|e| {
+    let copied = entries.iter().any(|e| {
         std::ptr::eq(e.storage.as_ptr(), Arc::as_ptr(&storage))
-            && e.start == start
+            && e.address == address
             && e.strides == strides
             && e.packed.shape() == [k, n]
     });
-    if let Some(entry) = found {
-        return Some(entry.packed.clone());
+    if copied {
+        return;
     }
     entries.retain(|e| e.storage.strong_count() > 0);
     static LOOKUP: Once = Once::new();
     // SAFETY: `find_by_address` returns a copy only for an entry whose weight still lives (module header).
     LOOKUP.call_once(|| unsafe { gemm_f32::amx::set_copy_lookup(find_by_address) });
-    let values = &weight.storage::<f32>()[start..];
-    // SAFETY: element (i, o) of the weight lies at `start + i * strides[0] + o * strides[1]` inside its buffer, as
-    // its layout says.
-    let packed = Arc::new(unsafe { gemm_f32::amx::pack_right_operand(values.as_ptr(), strides[1], strides[0], k, n) }?);
-    let address = values.as_ptr() as usize;
-    entries.push(Entry { storage: Arc::downgrade(&storage), start, address, strides, packed: packed.clone() });
-    Some(packed)
+    // SAFETY: element (i, o) of the weight lies at `i * strides[0] + o * strides[1]` from `values`' start, inside its
+    // buffer, as its layout says.
+    let Some(packed) = (unsafe { gemm_f32::amx::pack_right_operand(values.as_ptr(), strides[1], strides[0], k, n) })
+    else {
+        return;
+    };
+    entries.push(Entry { storage: Arc::downgrade(&storage), address, strides, packed: Arc::new(packed) });
 }
 
 /// gemm's lookup ([`gemm_f32::amx::CopyLookup`]): the copy of the operand at `address` with strides `cs`, `rs` and
@@ -104,11 +99,11 @@ fn find_by_address(address: *const f32, cs: isize, rs: isize, k: usize, n: usize
     if let Some(entry) = entries.iter().filter(alive).find(|e| e.strides == [rs, cs] && e.packed.shape() == [k, n]) {
         return Some(entry.packed.clone());
     }
-    let weight = entries.iter().filter(alive).find(|e| e.strides == [cs, rs] && e.packed.shape() == [n, k])?;
-    let (storage, start) = (weight.storage.clone(), weight.start);
+    let storage =
+        entries.iter().filter(alive).find(|e| e.strides == [cs, rs] && e.packed.shape() == [n, k])?.storage.clone();
     // SAFETY: gemm's caller holds the operand valid for its shape and strides for this call.
     let packed = Arc::new(unsafe { gemm_f32::amx::pack_right_operand(address, cs, rs, k, n) }?);
-    entries.push(Entry { storage, start, address: address as usize, strides: [rs, cs], packed: packed.clone() });
+    entries.push(Entry { storage, address: address as usize, strides: [rs, cs], packed: packed.clone() });
     Some(packed)
 }
 
