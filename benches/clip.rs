@@ -3,14 +3,14 @@
 //!
 //! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu` (also `cpu-whole`: the CPU without
 //! splitting batches across threads; `cpu-f32`: the CPU with its products in f32 on gemm's kernels even where AMX
-//! tiles would run them, `model::set_matrix_tiles(false)`; `cpu-anew`: the tiles with every product copying its weight
-//! into tile order anew, `model::set_weight_copies(false)`), `--no-torch`, `--rounds N` (the whole table N times, then
+//! tiles would run them, `model::set_matrix_tiles(false)`; `cpu-anew`: every product copying its weight anew into the
+//! order its engine reads (AMX tiles or gemm's kernels), `model::set_weight_copies(false)`), `--no-torch`, `--rounds N` (the whole table N times, then
 //! each column's ratio to PyTorch per round and the median of those ratios), `--interleave` (PyTorch times each cell right after
 //! advclip's first column has timed it, so that the two share the machine's load of those seconds; without it
 //! PyTorch's whole column follows advclip's, half a minute or more later).
 //! PyTorch runs `benches/torch_clip_bench.py` with `$ADVCLIP_TORCH_PYTHON` (default `python3`); its column is
 //! skipped, with a note, when torch cannot be imported.
-//! Built without the `avx512` feature (`--no-default-features --features flex,cli`) on an AVX-512 CPU, it stands for
+//! Built without the `avx512` feature (`--no-default-features --features flex,cli,weight-copies`) on an AVX-512 CPU, it stands for
 //! an AVX2 machine: advclip's kernels are AVX2 ones and PyTorch is held to AVX2 (ATen, MKL and oneDNN).
 
 use std::io::{BufRead, BufReader, Write};
@@ -49,7 +49,7 @@ fn throughput(items: usize, seconds: f64, mut work: impl FnMut()) -> f64 {
 }
 
 /// `bench_device`'s rows, with PyTorch's cell timed right after each one when `torch` is given; returns the bytes
-/// that the linear weights held in AMX tile order (`model::packed_weight_bytes`, 0 without the tiles) for the
+/// that the linear weights' copies held (`model::packed_weight_bytes`: AMX tile order or gemm's kernels' panels) for the
 /// inference model, measured before it is dropped and the training rows start, and for the training model after
 /// them.
 fn bench_device(
@@ -359,7 +359,7 @@ fn main() {
         if !round.tile_copies.is_empty() {
             // Counted in the peaks above (`model::packed_weight_bytes`: the inference model's read before the
             // training rows, the training model's after them; the two never live at once).
-            println!("linear weights held in AMX tile order: {}", round.tile_copies.join("; "));
+            println!("linear weights' copies held (AMX tile order or gemm's panels): {}", round.tile_copies.join("; "));
         }
         for note in &round.notes {
             println!("note: {note}");

@@ -195,7 +195,7 @@ fn gemm_rate_on_copied_weights(vision: &VisionConfig, batch: usize, seconds: f64
     let weights = block_weights(vision);
     let copies: Vec<_> = weights
         .iter()
-        .map(|(k, n, w, _)| gemm_f32::amx::PackedRight::from_row_major(w, *k, *n))
+        .map(|(k, n, w, _)| gemm_f32::copies::PackedRight::from_row_major(w, *k, *n))
         .collect::<Option<_>>()?;
     Some(slices_rate(vision, batch, seconds, &weights, |i, out, input, rows| {
         let on_tiles = advclip::model::product_onto_copy(out, true, input, &copies[i], rows);

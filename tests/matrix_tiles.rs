@@ -1,7 +1,7 @@
 //! The CPU's f32 products on AMX tiles (feature `amx`): used where the CPU has AMX, within a stated bound of the
 //! exact sums for every operand layout Burn hands gemm, and NaN still poisons what it touches; a weight copied into
-//! tile order once gives the same products as copied on every call, and the linear layers' copies follow their
-//! weights.
+//! tile order once gives the same products as copied on every call, and the linear layers' copies (in tile order, or
+//! in gemm's kernels' panels with the tiles off or absent: feature `weight-copies`) follow their weights.
 //!
 //! On a CPU without AMX the bound tests run gemm's own kernels (and hold them to the same bound); the first test
 //! says which path ran.
@@ -141,7 +141,7 @@ fn a_nan_stays_in_its_row() {
 #[test]
 fn a_weight_copied_once_gives_the_same_products_bit_for_bit() {
     use advclip::model::product_onto_copy;
-    use gemm_f32::amx::PackedRight;
+    use gemm_f32::copies::PackedRight;
     let _switch = tiles_on();
     for (m, k, n) in
         [(200, 768, 3072), (200, 3072, 768), (800, 768, 768), (65, 1000, 97), (130, 33, 70), (50, 768, 768)]
@@ -159,7 +159,7 @@ fn a_weight_copied_once_gives_the_same_products_bit_for_bit() {
         let b_transposed: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
         // SAFETY: element (d, j) of the weight at d + j * k.
         let from_transposed =
-            unsafe { gemm_f32::amx::pack_right_operand(b_transposed.as_ptr(), k as isize, 1, k, n) }.unwrap();
+            unsafe { gemm_f32::copies::pack_right_operand(b_transposed.as_ptr(), k as isize, 1, k, n) }.unwrap();
         for (packed, how) in [(&packed, "row-major"), (&from_transposed, "transposed")] {
             let mut once = start.clone();
             assert!(
@@ -212,9 +212,10 @@ fn small_clip() -> ClipConfig {
     config
 }
 
-/// Bytes of the tile-order copies that `small_clip`'s vision tower makes for a batch of two, in 32 x 32 steps of 4 KiB:
-/// the first layer's q, k, v, out (64 x 64), fc1 (64 x 256) and fc2 (256 x 64); of the last, which runs q, out and
-/// the MLP on the class tokens alone (2 rows, too few for the tiles), k and v.
+/// Bytes of the weight copies that `small_clip`'s vision tower makes for a batch of two (in tile order 32 x 32 steps of
+/// 4 KiB; in gemm's kernels' panels as many, its widths being whole panels of 16 or 64 columns): the first layer's q,
+/// k, v, out (64 x 64), fc1 (64 x 256) and fc2 (256 x 64); of the last, which runs q, out and the MLP on the class
+/// tokens alone (2 rows, too few to pay for a copy), k and v.
 const SMALL_CLIP_COPIES: usize = ((4 * (2 * 2) + (2 * 8) + (8 * 2)) + 2 * (2 * 2)) * 4096;
 
 /// Every float parameter doubled (a weight alone in its buffer, which Burn may rewrite in place).
@@ -226,23 +227,50 @@ impl ModuleMapper for Double {
     }
 }
 
-/// The linear layers copy each weight into tile order at its first use on the tiles and never again (the bytes held are
-/// exactly one copy of every weight a product on the tiles used, unchanged by a second batch, which gives the same
-/// features bit for bit),
-/// the features agree with gemm's f32 kernels (to 1e-3 of their scale), and once the weights change (every parameter
-/// doubled, the old model gone) the features follow the new weights, not the old copies, which are dropped. Without AMX
-/// nothing is copied.
+/// The engines whose weight copies the two tests below check: the AMX tiles where this CPU runs them (`true`), and
+/// gemm's own AVX2/AVX-512 kernels on panel copies (the tiles off), on every x86-64 CPU with FMA.
+fn engines() -> Vec<bool> {
+    set_matrix_tiles(true);
+    let tiles = matrix_tiles_active();
+    eprintln!("weight copies checked on: {}gemm's kernels", if tiles { "AMX tiles, " } else { "" });
+    if tiles { vec![true, false] } else { vec![false] }
+}
+
+/// Whether this build and CPU copy weights for gemm's kernels (feature `weight-copies`, x86-64 with FMA).
+fn kernel_copies_expected() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return cfg!(feature = "weight-copies") && std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The linear layers copy each weight at its first product and never again (the bytes held are exactly one copy of
+/// every weight a product used, unchanged by a second batch, which gives the same features bit for bit), the features
+/// agree with gemm's f32 kernels copying every weight anew (on the tiles to 1e-3 of their scale; on gemm's kernels
+/// bit for bit: the same sums in the same order), and once the weights change (every parameter doubled, the old model
+/// gone) the features follow the new weights, not the old copies, which are dropped. On each engine of [`engines`].
 #[test]
 fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
     let _switch = tiles_on();
+    for tiles in engines() {
+        copies_follow_their_weights(tiles);
+    }
+    set_matrix_tiles(true);
+}
+
+fn copies_follow_their_weights(tiles: bool) {
+    set_matrix_tiles(tiles);
     let device = Device::flex();
     let config = small_clip();
     let model = Clip::new(&config, &device);
     let pixels = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    // The reference: gemm's f32 kernels, every product copying its weight itself.
     let features_in_f32 = |model: &Clip| {
         set_matrix_tiles(false);
+        set_weight_copies(false);
         let features = model.image_features(pixels.clone()).into_data();
-        set_matrix_tiles(true);
+        set_weight_copies(true);
+        set_matrix_tiles(tiles);
         features
     };
     // The tiles' rounding is relative to the sums' scale, and doubling every parameter scales the features up and
@@ -250,6 +278,10 @@ fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
     // runs (2026-12-03): worst differences 1.4e-6 to 2.4e-6 at features up to 1.0-1.8, and 7.0e-5 to 2.7e-4 at up to
     // 3.4-9.3 once doubled (at most 5.7e-5 of the largest); the old weights' copies would be off by about 2.
     let agree = |got: &TensorData, want: &TensorData| {
+        if !tiles {
+            assert_eq!(got, want, "gemm's kernels on the copies: the same sums as copying anew");
+            return;
+        }
         let largest = want.iter::<f32>().map(f32::abs).fold(0.0f32, f32::max).max(1.0);
         let worst = got.iter::<f32>().zip(want.iter::<f32>()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         eprintln!("features up to {largest:.2}: worst difference {worst:.2e}");
@@ -259,33 +291,41 @@ fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
     let held_before = packed_weight_bytes();
     let first = model.image_features(pixels.clone()).into_data();
     let held = packed_weight_bytes() - held_before;
-    if !matrix_tiles_active() {
-        assert_eq!(held, 0, "no tiles, no copies");
+    if !tiles && !kernel_copies_expected() {
+        assert_eq!(held, 0, "no copies where gemm's x86-64 kernels do not run");
         return;
     }
-    assert_eq!(held, SMALL_CLIP_COPIES, "one copy of each linear weight that a product on the tiles used");
+    assert_eq!(held, SMALL_CLIP_COPIES, "one copy of each linear weight that a product used");
     let second = model.image_features(pixels.clone()).into_data();
     assert_eq!(packed_weight_bytes() - held_before, held, "a second batch copies nothing");
     assert_eq!(second, first, "the same copies give the same features");
     agree(&first, &exact);
 
     let doubled = model.map(&mut Double);
-    let on_tiles = doubled.image_features(pixels.clone()).into_data();
+    let on_copies = doubled.image_features(pixels.clone()).into_data();
     assert_eq!(packed_weight_bytes() - held_before, held, "the old weights' copies dropped, the new ones made");
     let doubled_exact = features_in_f32(&doubled);
-    agree(&on_tiles, &doubled_exact);
-    let moved = on_tiles.iter::<f32>().zip(first.iter::<f32>()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    agree(&on_copies, &doubled_exact);
+    let moved = on_copies.iter::<f32>().zip(first.iter::<f32>()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(moved > 0.1, "doubling the weights must move the features (by {moved})");
 }
 
 /// Patch training's products (Burn's autodiff, which calls gemm itself) run on the weights' copies too: the weight's
-/// at the forward pass, its transpose's at the backward pass (two copies of each weight a product on the tiles used),
-/// and the gradient to the input is the same bit for bit as with every product copying its weight anew; a second step
+/// at the forward pass, its transpose's at the backward pass (two copies of each weight a product used), and the
+/// gradient to the input is the same bit for bit as with every product copying its weight anew; a second step
 /// copies nothing, and once the weights change (every parameter doubled, the old model gone) the gradient follows
-/// them. Without AMX nothing is copied.
+/// them. On each engine of [`engines`].
 #[test]
 fn training_products_use_the_weight_copies_and_give_the_same_gradient() {
     let _switch = tiles_on();
+    for tiles in engines() {
+        training_uses_the_copies(tiles);
+    }
+    set_matrix_tiles(true);
+}
+
+fn training_uses_the_copies(tiles: bool) {
+    set_matrix_tiles(tiles);
     let device = Device::flex().autodiff();
     let model = Clip::new(&small_clip(), &device).no_grad();
     let pixels = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
@@ -302,11 +342,11 @@ fn training_products_use_the_weight_copies_and_give_the_same_gradient() {
     let held_before = packed_weight_bytes();
     let first = gradient(&model, true);
     let held = packed_weight_bytes() - held_before;
-    if !matrix_tiles_active() {
-        assert_eq!(held, 0, "no tiles, no copies");
+    if !tiles && !kernel_copies_expected() {
+        assert_eq!(held, 0, "no copies where gemm's x86-64 kernels do not run");
         return;
     }
-    assert_eq!(held, 2 * SMALL_CLIP_COPIES, "each weight the tiles used, and its transpose, copied once");
+    assert_eq!(held, 2 * SMALL_CLIP_COPIES, "each weight a product used, and its transpose, copied once");
     assert_eq!(first, anew, "the copies give the products of the weights copied anew");
     let second = gradient(&model, true);
     assert_eq!(packed_weight_bytes() - held_before, held, "a second step copies nothing");

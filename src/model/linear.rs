@@ -25,14 +25,15 @@ pub fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     }
 }
 
-/// On an autodiff device on an AMX CPU (patch training; the CLIP weights frozen): the weight copied into tile order,
-/// once, for the products Burn's autodiff runs with it, as `gemm_from_bias` does for inference; its transpose, which
-/// the backward pass multiplies by, is copied at that product's first call (`packed_weights`).
-#[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
+/// On an autodiff CPU device (patch training; the CLIP weights frozen): the weight copied once in the order its
+/// products read it (AMX tiles, or gemm's kernels' panels), for the products Burn's autodiff runs with it, as
+/// `gemm_from_bias` does for inference; its transpose, which the backward pass multiplies by, is copied at that
+/// product's first call (`packed_weights`).
+#[cfg(all(feature = "flex", feature = "weight-copies", target_arch = "x86_64"))]
 fn copy_weight_for_training(layer: &Linear, x: &Tensor<3>) {
     let weight = layer.weight.val();
     let device = x.device();
-    if !device.is_autodiff() || weight.is_require_grad() || !super::matrix_tiles_active() {
+    if !device.is_autodiff() || weight.is_require_grad() || !gemm_f32::copies::copies_apply() {
         return;
     }
     let [batch, tokens, _] = x.dims();
@@ -41,7 +42,7 @@ fn copy_weight_for_training(layer: &Linear, x: &Tensor<3>) {
     }
 }
 
-#[cfg(not(all(feature = "flex", feature = "amx", target_arch = "x86_64")))]
+#[cfg(not(all(feature = "flex", feature = "weight-copies", target_arch = "x86_64")))]
 fn copy_weight_for_training(_layer: &Linear, _x: &Tensor<3>) {}
 
 /// The native CPU path: `x` contiguous, weight and bias on the CPU backend in f32, outside autodiff; any other input
@@ -71,9 +72,9 @@ fn gemm_from_bias(layer: &Linear, x: Tensor<3>) -> Result<Tensor<3>, Tensor<3>> 
         Some(bias) => bias.repeat(rows),
         None => vec![0.0f32; rows * d_output],
     };
-    // On AMX tiles: the weight's copy in tile order, made at its first product there, which gemm finds by the
-    // weight's address (`packed_weights`).
-    #[cfg(all(feature = "amx", target_arch = "x86_64"))]
+    // The weight's copy in the order its engine reads (AMX tiles or gemm's kernels' panels), made at its first
+    // product, which gemm finds by the weight's address (`packed_weights`).
+    #[cfg(all(feature = "weight-copies", target_arch = "x86_64"))]
     super::packed_weights::keep_copy(&weight, rows);
     // The weight as stored (any strides: gemm reads them), from its first element.
     let layout = weight.layout();
@@ -133,7 +134,7 @@ pub fn product_onto_copy(
     out: &mut [f32],
     read_out: bool,
     input: &[f32],
-    copy: &gemm_f32::amx::PackedRight,
+    copy: &gemm_f32::copies::PackedRight,
     rows: usize,
 ) -> bool {
     let [d_input, d_output] = copy.shape();

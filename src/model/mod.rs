@@ -8,7 +8,7 @@ mod cpu_tensor;
 mod linear;
 pub mod load;
 mod matrix_tiles;
-#[cfg(all(feature = "flex", feature = "amx", target_arch = "x86_64"))]
+#[cfg(all(feature = "flex", feature = "weight-copies", target_arch = "x86_64"))]
 mod packed_weights;
 mod quick_gelu;
 pub mod safetensors_file;

@@ -1,12 +1,15 @@
-//! The linear layers' weights copied once into the AMX tiles' order, each copy kept while its weight lives: for
-//! native inference, and for patch training's products (forward with the weight, backward with its transpose).
+//! The linear layers' weights copied once in the order their products read them, each copy kept while its weight
+//! lives: for native inference, and for patch training's products (forward with the weight, backward with its
+//! transpose).
 //!
-//! On the tiles (`matrix_tiles`) every product copies its right operand, the weight, into tile order first; at a
-//! slice of 200 rows (batch 8 on two threads) that copy is half the product's time (`cargo bench --bench matmul`,
-//! 2026-12-03). A frozen weight does not change between calls, so the copy is made once per weight and found again by
-//! the weight's storage: the linear layer makes the weight's copy before its product (`model::linear`: its own gemm
-//! call at inference, Burn's autodiff in patch training) and gemm finds it by address through the lookup installed
-//! here (`gemm_f32::amx::set_copy_lookup`), which also copies a live weight's transpose at the backward pass's first
+//! Every product copies its right operand, the weight, into the order its engine reads first: on AMX tiles
+//! (`matrix_tiles`) tile order, half the product's time at a slice of 200 rows (batch 8 on two threads; `cargo bench
+//! --bench matmul`, 2026-12-03); on gemm's own AVX2 or AVX-512 kernels panels of 16 or 64 columns, about a tenth of
+//! it (`perf`, 2026-12-03). A frozen weight does not change between calls, so the copy is made once per weight, in
+//! the order of the engine that runs (`gemm_f32::copies::pack_right_operand`), and found again by the weight's
+//! storage: the linear layer makes the weight's copy before its product (`model::linear`: its own gemm call at
+//! inference, Burn's autodiff in patch training) and gemm finds it by address through the lookup installed here
+//! (`gemm_f32::copies::set_copy_lookup`), which also copies a live weight's transpose at the backward pass's first
 //! product with it (`grad · weightᵀ`) and keeps that copy too.
 //!
 //! Why a lookup cannot go stale: an entry holds a `Weak` to the weight's shared buffer. While a `Weak` to it exists,
@@ -23,7 +26,7 @@ use std::sync::{Arc, Mutex, Once, Weak};
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Bytes;
-use gemm_f32::amx::PackedRight;
+use gemm_f32::copies::PackedRight;
 
 /// One weight's copy and what it was made from.
 struct Entry {
@@ -49,15 +52,15 @@ fn entries() -> std::sync::MutexGuard<'static, Vec<Entry>> {
     ENTRIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Before a product of `rows` rows with `weight` (an f32 `[d_input, d_output]` CPU tensor, any strides): its copy in
-/// tile order, made now if there is none, for gemm to find by address. Nothing where the tiles do not run or would
-/// not take the product (so that a weight only ever used on a few rows, as the last block's for the class tokens of a
-/// small batch, is not copied).
+/// Before a product of `rows` rows with `weight` (an f32 `[d_input, d_output]` CPU tensor, any strides): its copy, made
+/// now if there is none, for gemm to find by address. Nothing where no engine takes copies, or for too few rows (so
+/// that a weight only ever used on a few rows, as the last block's for the class tokens of a small batch, is not
+/// copied).
 pub(crate) fn keep_copy(weight: &FlexTensor, rows: usize) {
     let layout = weight.layout();
     let (dims, strides) = (layout.shape(), layout.strides());
-    let active = super::matrix_tiles_active() && ENABLED.load(Ordering::Relaxed);
-    if dims.num_dims() != 2 || rows < gemm_f32::amx::MIN_PACKED_ROWS || !active {
+    let active = gemm_f32::copies::copies_apply() && ENABLED.load(Ordering::Relaxed);
+    if dims.num_dims() != 2 || rows < gemm_f32::copies::MIN_PACKED_ROWS || !active {
         return;
     }
     let ([k, n], strides) = ([dims[0], dims[1]], [strides[0], strides[1]]);
@@ -77,17 +80,17 @@ pub(crate) fn keep_copy(weight: &FlexTensor, rows: usize) {
     entries.retain(|e| e.storage.strong_count() > 0);
     static LOOKUP: Once = Once::new();
     // SAFETY: `find_by_address` returns a copy only for an entry whose weight still lives (module header).
-    LOOKUP.call_once(|| unsafe { gemm_f32::amx::set_copy_lookup(find_by_address) });
+    LOOKUP.call_once(|| unsafe { gemm_f32::copies::set_copy_lookup(find_by_address) });
     // SAFETY: element (i, o) of the weight lies at `i * strides[0] + o * strides[1]` from `values`' start, inside its
     // buffer, as its layout says.
-    let Some(packed) = (unsafe { gemm_f32::amx::pack_right_operand(values.as_ptr(), strides[1], strides[0], k, n) })
+    let Some(packed) = (unsafe { gemm_f32::copies::pack_right_operand(values.as_ptr(), strides[1], strides[0], k, n) })
     else {
         return;
     };
     entries.push(Entry { storage: Arc::downgrade(&storage), address, strides, packed: Arc::new(packed) });
 }
 
-/// gemm's lookup ([`gemm_f32::amx::CopyLookup`]): the copy of the operand at `address` with strides `cs`, `rs` and
+/// gemm's lookup ([`gemm_f32::copies::CopyLookup`]): the copy of the operand at `address` with strides `cs`, `rs` and
 /// shape `[k, n]`, if a weight that still lives was copied from there; the transpose of such a weight (the backward
 /// pass's operand) is copied now, from the caller's operand, which is then that weight's buffer.
 fn find_by_address(address: *const f32, cs: isize, rs: isize, k: usize, n: usize) -> Option<Arc<PackedRight>> {
@@ -102,7 +105,7 @@ fn find_by_address(address: *const f32, cs: isize, rs: isize, k: usize, n: usize
     let storage =
         entries.iter().filter(alive).find(|e| e.strides == [cs, rs] && e.packed.shape() == [n, k])?.storage.clone();
     // SAFETY: gemm's caller holds the operand valid for its shape and strides for this call.
-    let packed = Arc::new(unsafe { gemm_f32::amx::pack_right_operand(address, cs, rs, k, n) }?);
+    let packed = Arc::new(unsafe { gemm_f32::copies::pack_right_operand(address, cs, rs, k, n) }?);
     entries.push(Entry { storage, address: address as usize, strides: [rs, cs], packed: packed.clone() });
     Some(packed)
 }
@@ -114,7 +117,7 @@ pub(crate) fn held_bytes() -> usize {
     entries.iter().map(|e| e.packed.bytes()).sum()
 }
 
-/// Drops every copy (the tiles turned off: none would be used).
+/// Drops every copy (the tiles switched: the copies are in the other engine's order).
 pub(crate) fn release_all() {
     entries().clear();
 }

@@ -13,24 +13,22 @@
 //! and then written to `dst` as `alpha * dst + beta * product`.
 //!
 //! A right operand used again and again (a linear layer's weight at inference) can be copied into tile order once
-//! ([`pack_right_operand`]) and multiplied from that copy ([`gemm_packed`]): the same sums, without the copy per call.
-//! Products that reach the tiles through gemm's own entry point (Burn's autodiff, in patch training) find such copies
-//! through a lookup their owner installs ([`set_copy_lookup`]).
+//! ([`crate::copies::pack_right_operand`]) and multiplied from that copy ([`gemm_packed`]): the same sums, without the
+//! copy per call. Products that reach the tiles through gemm's own entry point (Burn's autodiff, in patch training)
+//! find such copies through a lookup their owner installs ([`crate::copies::set_copy_lookup`]).
 
 use core::arch::asm;
 use core::arch::x86_64::*;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::cell::RefCell;
-use std::sync::{Arc, OnceLock};
+
+use crate::copies::{MIN_PACKED_ROWS, Order, PackedRight, find_copy};
 
 /// Below this many multiply-adds gemm's own kernels stay faster (packing dominates).
 const MIN_WORK: usize = 64 * 64 * 64;
 /// Fewer rows or columns than this, and the copies of the operands into tile order (one of them, the weight, as
 /// large as the product's depth times the other side) cost more than the tiles save.
 const MIN_SIDE: usize = 64;
-/// Fewer rows than this, on a right operand already in tile order ([`PackedRight`]), and gemm's kernels stay faster
-/// ([`gemm_packed`] refuses them).
-pub const MIN_PACKED_ROWS: usize = 16;
 
 /// `_mm512_permutex2var_epi16` indices that interleave two vectors' 16-bit lanes `start..start + 16`:
 /// `a[start], b[start], a[start + 1], b[start + 1], ...` (bit 5 picks `b`).
@@ -273,60 +271,13 @@ pub(crate) unsafe fn gemm(
     }
 }
 
-/// A right operand (`k x n`, the weight of a linear layer) copied once into the tiles' order, for products that use
-/// it again and again: [`gemm_packed`] skips the copy that [`gemm`] makes on every call (at 200 rows a product, half
-/// its time).
-pub struct PackedRight {
-    words: Box<[u32]>,
-    k: usize,
-    n: usize,
-}
-
-impl PackedRight {
-    /// [`pack_right_operand`] of a row-major `k x n` operand held in `values`.
-    ///
-    /// # Panics
-    /// When `values` holds fewer than `k * n` values.
-    pub fn from_row_major(values: &[f32], k: usize, n: usize) -> Option<Self> {
-        assert!(values.len() >= k * n, "{} values for {k} x {n}", values.len());
-        // SAFETY: `values` holds the k x n elements (checked above), row (d) at d * n.
-        unsafe { pack_right_operand(values.as_ptr(), 1, n as isize, k, n) }
-    }
-
-    /// The operand's shape, `[k, n]`.
-    pub fn shape(&self) -> [usize; 2] {
-        [self.k, self.n]
-    }
-
-    /// Bytes the copy holds (as many as the f32 operand, padded to whole 32 x 32 steps).
-    pub fn bytes(&self) -> usize {
-        self.words.len() * 4
-    }
-}
-
-/// Finds the tile-order copy of a right operand (`k x n`, element (d, j) at `rhs + d * rs + j * cs`), if its owner
-/// made one: `(rhs, cs, rs, k, n)` in, the copy out.
-pub type CopyLookup = fn(*const f32, isize, isize, usize, usize) -> Option<Arc<PackedRight>>;
-
-static COPY_LOOKUP: OnceLock<CopyLookup> = OnceLock::new();
-
-/// Installs the lookup that every product on the tiles asks for a copy of its right operand before copying it itself
-/// (the first call wins; later ones are ignored).
-///
-/// # Safety
-/// `lookup` may return a copy only when the operand it is asked about holds, at that address and those strides,
-/// exactly the values the copy was made from, and keeps holding them while the caller's product runs (the caller of a
-/// product keeps its operands alive and unchanged for the call; the lookup must know that nothing else rewrites them).
-pub unsafe fn set_copy_lookup(lookup: CopyLookup) {
-    let _ = COPY_LOOKUP.set(lookup);
-}
-
-/// Copies `rhs` (`k x n`, element (d, j) at `rhs + d * rs + j * cs`) into the tiles' order; `None` where the tiles do
-/// not run (AMX off or absent) or would not run a product with it (fewer than [`MIN_SIDE`] columns, or none deep).
+/// Copies `rhs` (`k x n`, element (d, j) at `rhs + d * rs + j * cs`) into the tiles' order
+/// ([`crate::copies::pack_right_operand`] where the tiles run); `None` where they would not run a product with it
+/// (fewer than [`MIN_SIDE`] columns, or none deep).
 ///
 /// # Safety
 /// The pointer and strides reach valid elements for the shape.
-pub unsafe fn pack_right_operand(rhs: *const f32, cs: isize, rs: isize, k: usize, n: usize) -> Option<PackedRight> {
+pub(crate) unsafe fn pack_tiles(rhs: *const f32, cs: isize, rs: isize, k: usize, n: usize) -> Option<PackedRight> {
     if n < MIN_SIDE || k == 0 || !is_active() {
         return None;
     }
@@ -335,7 +286,7 @@ pub unsafe fn pack_right_operand(rhs: *const f32, cs: isize, rs: isize, k: usize
     let mut words = vec![0u32; panels * steps * 1024].into_boxed_slice();
     // SAFETY: the caller's promise; `words` holds every panel, zeroed.
     unsafe { pack_right(&mut words, rhs, cs, rs, k, n, 0, panels, steps) };
-    Some(PackedRight { words, k, n })
+    Some(PackedRight { order: Order::Tiles(words), k, n })
 }
 
 /// `dst = lhs · packed`, or `dst + lhs · packed` with `read_dst`, on the tiles: `lhs` is `m x k` with contiguous rows
@@ -356,6 +307,9 @@ pub unsafe fn gemm_packed(
     packed: &PackedRight,
     parallelism: gemm_common::Parallelism,
 ) -> bool {
+    if !packed.is_tile_order() {
+        return false;
+    }
     let (k, n) = (packed.k, packed.n);
     // SAFETY: the caller's promise; the right operand is read from `packed` only (its pointer is never used).
     unsafe {
@@ -406,10 +360,10 @@ unsafe fn gemm_rows(
     {
         return false;
     }
-    // A copy its owner made beforehand ([`set_copy_lookup`]), where the caller passed none.
-    let found = match (packed, COPY_LOOKUP.get()) {
-        (None, Some(lookup)) => lookup(rhs, rhs_cs, rhs_rs, k, n).filter(|copy| copy.shape() == [k, n]),
-        _ => None,
+    // A copy its owner made beforehand ([`crate::copies::set_copy_lookup`]), where the caller passed none.
+    let found = match packed {
+        None => find_copy(rhs, rhs_cs, rhs_rs, k, n).filter(|copy| copy.is_tile_order()),
+        Some(_) => None,
     };
     let packed = packed.or(found.as_deref());
     // With the right operand already copied, one group of 16 rows already pays (a lone image's 50 tokens).
@@ -440,7 +394,10 @@ unsafe fn gemm_rows(
             _ => 1,
         };
         let job = Job {
-            packed: packed.map_or(0, |p| p.words.as_ptr() as usize),
+            packed: match packed.map(|p| &p.order) {
+                Some(Order::Tiles(words)) => words.as_ptr() as usize,
+                _ => 0,
+            },
             left: operands.left.as_ptr() as usize,
             out: operands.out.as_mut_ptr() as usize,
             rhs: rhs as usize,

@@ -27,22 +27,23 @@ pub mod f32 {
         gemm_common::Parallelism,
     );
 
-    /// The f32 product: gemm's kernels, or (advclip's change, feature `amx`) AMX tiles where they apply.
+    /// The f32 product: gemm's kernels, or (advclip's changes, features `amx` and `copies`) AMX tiles where they
+    /// apply, and gemm's kernels on a right operand copied beforehand where its owner made a copy.
     #[inline(always)]
     pub fn get_gemm_fn() -> GemmTy {
-        #[cfg(all(feature = "amx", target_arch = "x86_64"))]
+        #[cfg(all(feature = "copies", target_arch = "x86_64"))]
         {
-            amx_or_kernels
+            tiles_copies_or_kernels
         }
-        #[cfg(not(all(feature = "amx", target_arch = "x86_64")))]
+        #[cfg(not(all(feature = "copies", target_arch = "x86_64")))]
         {
             kernels::get_gemm_fn()
         }
     }
 
-    #[cfg(all(feature = "amx", target_arch = "x86_64"))]
+    #[cfg(all(feature = "copies", target_arch = "x86_64"))]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn amx_or_kernels(
+    unsafe fn tiles_copies_or_kernels(
         m: usize,
         n: usize,
         k: usize,
@@ -65,7 +66,8 @@ pub mod f32 {
     ) {
         // SAFETY: gemm's contract, passed on unchanged.
         unsafe {
-            if !crate::amx::gemm(
+            #[cfg(feature = "amx")]
+            let done = crate::amx::gemm(
                 m,
                 n,
                 k,
@@ -82,7 +84,29 @@ pub mod f32 {
                 alpha,
                 beta,
                 parallelism,
-            ) {
+            );
+            #[cfg(not(feature = "amx"))]
+            let done = false;
+            let done = done
+                || crate::copies::kernel_panels(
+                    m,
+                    n,
+                    k,
+                    dst,
+                    dst_cs,
+                    dst_rs,
+                    read_dst,
+                    lhs,
+                    lhs_cs,
+                    lhs_rs,
+                    rhs,
+                    rhs_cs,
+                    rhs_rs,
+                    alpha,
+                    beta,
+                    parallelism,
+                );
+            if !done {
                 kernels::get_gemm_fn()(
                     m,
                     n,

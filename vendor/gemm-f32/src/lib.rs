@@ -2,6 +2,8 @@
 
 #[cfg(all(feature = "amx", target_arch = "x86_64"))]
 pub mod amx;
+#[cfg(all(feature = "copies", target_arch = "x86_64"))]
+pub mod copies;
 pub mod gemm;
 pub mod microkernel;
 
