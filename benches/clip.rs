@@ -4,7 +4,7 @@
 //! Options (after `--`): `--seconds S` per row (default 4), `--devices cpu,wgpu` (also `cpu-whole`: the CPU without
 //! splitting batches across threads; `cpu-f32`: the CPU with its products in f32 on gemm's kernels even where AMX
 //! tiles would run them, `model::set_matrix_tiles(false)`; `cpu-anew`: every product copying its weight anew into the
-//! order its engine reads (AMX tiles or gemm's kernels), `model::set_weight_copies(false)`), `--no-torch`, `--rounds N` (the whole table N times, then
+//! order its engine reads (AMX tiles or gemm's kernels), `model::set_weight_copies(false)`; `cpu-f32-anew`: both), `--no-torch`, `--rounds N` (the whole table N times, then
 //! each column's ratio to PyTorch per round and the median of those ratios), `--interleave` (PyTorch times each cell right after
 //! advclip's first column has timed it, so that the two share the machine's load of those seconds; without it
 //! PyTorch's whole column follows advclip's, half a minute or more later).
@@ -246,11 +246,12 @@ fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut To
     for name in devices.split(',') {
         // `cpu-whole`: the CPU with each batch encoded as one, not split across the threads (model::batch_split).
         set_batch_split(name != "cpu-whole");
-        // `cpu-f32`: the CPU with every product on gemm's f32 kernels (model::matrix_tiles).
-        set_matrix_tiles(name != "cpu-f32");
-        set_weight_copies(name != "cpu-anew");
+        // `cpu-f32`: the CPU with every product on gemm's f32 kernels (model::matrix_tiles); `cpu-anew`: every
+        // product copying its weight anew (model::set_weight_copies); `cpu-f32-anew`: both.
+        set_matrix_tiles(!name.starts_with("cpu-f32"));
+        set_weight_copies(!name.ends_with("-anew"));
         let device = match name {
-            "cpu" | "cpu-whole" | "cpu-f32" | "cpu-anew" => Device::flex(),
+            "cpu" | "cpu-whole" | "cpu-f32" | "cpu-anew" | "cpu-f32-anew" => Device::flex(),
             #[cfg(feature = "wgpu")]
             "wgpu" => Device::wgpu(Default::default()),
             #[cfg(feature = "cuda")]
