@@ -87,7 +87,7 @@ fn bench_device(
     eprintln!("{name}: text batch {TEXT_BATCH}: {per_s:.2}/s");
     rows[IMAGE_BATCHES.len()].per_second.push((name.to_string(), per_s));
     torch_cell(&mut rows[IMAGE_BATCHES.len()], "text", TEXT_BATCH);
-    let tile_copies = packed_weight_bytes();
+    let weight_copies = packed_weight_bytes();
     drop(model); // its weights' tile copies too: the training rows hold only what training needs
 
     // The targeted patch-training step: 3 % patch at AdvCLIP's place, image tower forward and backward to the patch.
@@ -108,7 +108,7 @@ fn bench_device(
         rows[IMAGE_BATCHES.len() + 1 + i].per_second.push((name.to_string(), per_s));
         torch_cell(&mut rows[IMAGE_BATCHES.len() + 1 + i], "train", batch);
     }
-    [tile_copies, packed_weight_bytes()]
+    [weight_copies, packed_weight_bytes()]
 }
 
 /// PyTorch's column heading: its version, and the SIMD level its kernels ran at when advclip's were held to AVX2.
@@ -224,7 +224,7 @@ struct Round {
     rows: Vec<Row>,
     notes: Vec<String>,
     column_peaks: Vec<String>,
-    tile_copies: Vec<String>,
+    weight_copies: Vec<String>,
     rss: Option<f64>,
 }
 
@@ -242,7 +242,7 @@ fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut To
         .collect();
     let mut notes = Vec::new();
     let mut column_peaks = Vec::new();
-    let mut tile_copies = Vec::new();
+    let mut weight_copies = Vec::new();
     for name in devices.split(',') {
         // `cpu-whole`: the CPU with each batch encoded as one, not split across the threads (model::batch_split).
         set_batch_split(name != "cpu-whole");
@@ -269,14 +269,14 @@ fn run_round(devices: &str, seconds: f64, torch: bool, mut cells: Option<&mut To
         }
         if copies.iter().any(|&bytes| bytes > 0) {
             let [inference, training] = copies.map(|bytes| bytes as f64 / (1 << 20) as f64);
-            tile_copies.push(format!("{name} {inference:.0} MiB inference, {training:.0} MiB training"));
+            weight_copies.push(format!("{name} {inference:.0} MiB inference, {training:.0} MiB training"));
         }
     }
     let rss = peak_rss_mib();
     if torch {
         notes.extend(bench_torch(seconds, &mut rows));
     }
-    Round { rows, notes, column_peaks, tile_copies, rss }
+    Round { rows, notes, column_peaks, weight_copies, rss }
 }
 
 fn print_table(rows: &[Row]) {
@@ -357,10 +357,13 @@ fn main() {
             // Memory the allocator kept from an earlier column still counts in a later one's.
             println!("peak resident memory per column (reset before each): {}", round.column_peaks.join(", "));
         }
-        if !round.tile_copies.is_empty() {
+        if !round.weight_copies.is_empty() {
             // Counted in the peaks above (`model::packed_weight_bytes`: the inference model's read before the
             // training rows, the training model's after them; the two never live at once).
-            println!("linear weights' copies held (AMX tile order or gemm's panels): {}", round.tile_copies.join("; "));
+            println!(
+                "linear weights' copies held (AMX tile order or gemm's panels): {}",
+                round.weight_copies.join("; ")
+            );
         }
         for note in &round.notes {
             println!("note: {note}");

@@ -236,6 +236,15 @@ fn engines() -> Vec<bool> {
     if tiles { vec![true, false] } else { vec![false] }
 }
 
+/// `check(tiles)` on each engine of [`engines`], holding the switch, and the tiles back on after.
+fn on_each_engine(check: fn(bool)) {
+    let _switch = tiles_on();
+    for tiles in engines() {
+        check(tiles);
+    }
+    set_matrix_tiles(true);
+}
+
 /// Whether this build and CPU copy weights for gemm's kernels (feature `weight-copies`, x86-64 with FMA).
 fn kernel_copies_expected() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -251,11 +260,7 @@ fn kernel_copies_expected() -> bool {
 /// gone) the features follow the new weights, not the old copies, which are dropped. On each engine of [`engines`].
 #[test]
 fn linear_layers_copy_each_weight_once_and_follow_a_changed_weight() {
-    let _switch = tiles_on();
-    for tiles in engines() {
-        copies_follow_their_weights(tiles);
-    }
-    set_matrix_tiles(true);
+    on_each_engine(copies_follow_their_weights);
 }
 
 fn copies_follow_their_weights(tiles: bool) {
@@ -317,11 +322,7 @@ fn copies_follow_their_weights(tiles: bool) {
 /// them. On each engine of [`engines`].
 #[test]
 fn training_products_use_the_weight_copies_and_give_the_same_gradient() {
-    let _switch = tiles_on();
-    for tiles in engines() {
-        training_uses_the_copies(tiles);
-    }
-    set_matrix_tiles(true);
+    on_each_engine(training_uses_the_copies);
 }
 
 fn training_uses_the_copies(tiles: bool) {

@@ -66,29 +66,38 @@ pub mod f32 {
     ) {
         // SAFETY: gemm's contract, passed on unchanged.
         unsafe {
+            // One engine per product: the tiles where they run (their copies are in tile order), else gemm's kernels
+            // on a panel copy; either declines what it does not take, and gemm's kernels run it as published.
             #[cfg(feature = "amx")]
-            let done = crate::amx::gemm(
-                m,
-                n,
-                k,
-                dst,
-                dst_cs,
-                dst_rs,
-                read_dst,
-                lhs,
-                lhs_cs,
-                lhs_rs,
-                rhs,
-                rhs_cs,
-                rhs_rs,
-                alpha,
-                beta,
-                parallelism,
-            );
+            let on_tiles = crate::amx::is_active();
             #[cfg(not(feature = "amx"))]
-            let done = false;
-            let done = done
-                || crate::copies::kernel_panels(
+            let on_tiles = false;
+            let done = if on_tiles {
+                #[cfg(feature = "amx")]
+                {
+                    crate::amx::gemm(
+                        m,
+                        n,
+                        k,
+                        dst,
+                        dst_cs,
+                        dst_rs,
+                        read_dst,
+                        lhs,
+                        lhs_cs,
+                        lhs_rs,
+                        rhs,
+                        rhs_cs,
+                        rhs_rs,
+                        alpha,
+                        beta,
+                        parallelism,
+                    )
+                }
+                #[cfg(not(feature = "amx"))]
+                false
+            } else {
+                crate::copies::kernel_panels(
                     m,
                     n,
                     k,
@@ -105,7 +114,8 @@ pub mod f32 {
                     alpha,
                     beta,
                     parallelism,
-                );
+                )
+            };
             if !done {
                 kernels::get_gemm_fn()(
                     m,
